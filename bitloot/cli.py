@@ -1,0 +1,169 @@
+"""The `bitloot` command. Each subcommand is a small function; the work lives in the domains.
+
+Errors a user can fix (configuration, an unreachable database) end as one line on stderr
+and exit status 2, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from bitloot.config import ConfigError, Settings, load_settings
+
+EXIT_USAGE = 2
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+class CommandError(Exception):
+    """A failure to report as one line (exit status 2)."""
+
+
+def _database(settings: Settings) -> str:
+    from bitloot.db.connect import database_url
+    from bitloot.db.embedded import EmbeddedPostgresError
+
+    try:
+        return database_url(settings)
+    except EmbeddedPostgresError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    """Apply pending migrations, or list their state."""
+    import psycopg
+
+    from bitloot.db.migrate import apply_migrations, migration_states
+
+    url = _database(settings)
+    try:
+        if args.list:
+            for state in migration_states(url):
+                print(f"{'applied' if state.applied else 'pending'}  {state.id}")
+            return 0
+        applied = apply_migrations(url)
+    except psycopg.OperationalError as exc:
+        raise CommandError(f"cannot reach the database: {_first_line(exc)}") from None
+    if applied:
+        for mid in applied:
+            print(f"applied  {mid}")
+    else:
+        print("nothing to apply: the schema is current")
+    return 0
+
+
+def cmd_products_add(args: argparse.Namespace, settings: Settings) -> int:
+    """Add or update one catalog row."""
+    from pydantic import ValidationError
+
+    from bitloot.orders.catalog import ProductInput, upsert_product
+
+    try:
+        product = ProductInput(
+            product_id=args.product_id,
+            name=args.name,
+            price=args.price,
+            currency=args.currency,
+            max_cost=args.max_cost,
+            text_only=not args.allow_image_keys,
+            active=not args.inactive,
+        )
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"--{str(e['loc'][0]).replace('_', '-')}: {e['msg']}" for e in exc.errors()
+        )
+        raise CommandError(f"invalid product: {problems}") from None
+    row = asyncio.run(_with_conn(settings, lambda conn: upsert_product(conn, product)))
+    print(f"{row.product_id}  {row.name}  {row.price} {row.currency}  max cost {row.max_cost} eur")
+    return 0
+
+
+def cmd_products_list(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the catalog."""
+    from bitloot.orders.catalog import list_products
+
+    rows = asyncio.run(_with_conn(settings, list_products))
+    for row in rows:
+        state = "active" if row.active else "inactive"
+        print(
+            f"{row.product_id}  {row.name}  {row.price} {row.currency}  "
+            f"max cost {row.max_cost} eur  {state}"
+        )
+    if not rows:
+        print("no products yet: add one with `bitloot products add`")
+    return 0
+
+
+async def _with_conn(settings: Settings, work: Callable[[Any], Any]) -> Any:
+    import psycopg
+
+    url = _database(settings)
+    try:
+        async with (
+            await psycopg.AsyncConnection.connect(url, autocommit=True) as conn,
+            conn.transaction(),
+        ):
+            return await work(conn)
+    except psycopg.OperationalError as exc:
+        raise CommandError(f"cannot reach the database: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser; every subcommand sets `handler`."""
+    parser = argparse.ArgumentParser(prog="bitloot", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    migrate = sub.add_parser("migrate", help="apply pending migrations (idempotent)")
+    migrate.add_argument("--list", action="store_true", help="show each migration's state")
+    migrate.set_defaults(handler=cmd_migrate)
+
+    products = sub.add_parser("products", help="manage the catalog")
+    psub = products.add_subparsers(dest="products_command", required=True, metavar="ACTION")
+    add = psub.add_parser("add", help="add a product, or update it if it exists")
+    add.add_argument("--product-id", required=True, help="the Kinguin productId")
+    add.add_argument("--name", required=True)
+    add.add_argument("--price", required=True, help="retail price, e.g. 19.99")
+    add.add_argument("--currency", required=True, help="retail currency, e.g. eur")
+    add.add_argument("--max-cost", required=True, help="most we pay Kinguin per unit (EUR)")
+    add.add_argument("--allow-image-keys", action="store_true", help="accept image keys")
+    add.add_argument("--inactive", action="store_true", help="add it switched off")
+    add.set_defaults(handler=cmd_products_add)
+    lst = psub.add_parser("list", help="list the catalog")
+    lst.set_defaults(handler=cmd_products_list)
+
+    for register in _extra_commands():
+        register(sub)
+    return parser
+
+
+def _extra_commands() -> list[Callable[[Any], None]]:
+    """Subcommands that domains register (kept out of this module to keep it small)."""
+    from bitloot import commands
+
+    return commands.REGISTRARS
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `bitloot` console script."""
+    warnings.filterwarnings("ignore", module="platformdirs")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+        handler: Handler = args.handler
+        return handler(args, settings)
+    except (ConfigError, CommandError) as exc:
+        print(f"bitloot: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("bitloot: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,139 @@
+"""Settings from the environment (and an optional `.env`), named exactly as CONTRACT.md says.
+
+A bad or missing setting becomes one `ConfigError` line that names the variable and never
+echoes its value; the CLI prints it and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "BITLOOT_"
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names the variable, never its value."""
+
+
+class Settings(BaseSettings):
+    """Every setting the code reads. Field `x` is read from `BITLOOT_X` unless aliased."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    database_url: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "BITLOOT_DATABASE_URL")
+    )
+    data_dir: Path = Path(".bitloot")
+    public_url: str = "http://127.0.0.1:8080"
+
+    master_keys: SecretStr | None = None
+
+    jwt_secret: SecretStr | None = None
+    jwt_public_key: str | None = None
+    # Pinned so that `alg: none` and HS/RS confusion are impossible (an addition to CONTRACT.md).
+    jwt_algorithm: Literal["HS256", "HS384", "HS512", "RS256", "ES256", "EdDSA"] | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    order_token_ttl: int = Field(default=30 * 24 * 3600, gt=0)
+
+    nowpayments_api_url: str = "https://api.nowpayments.io/v1"
+    nowpayments_api_key: SecretStr | None = None
+    nowpayments_ipn_secret: SecretStr | None = None
+    paid_on: Literal["finished", "confirmed"] = "finished"
+    # How much less than the order total a payment may be and still count as paid (fiat units).
+    payment_tolerance: Decimal = Field(default=Decimal("0"), ge=0)
+
+    kinguin_api_url: str = "https://gateway.kinguin.net/esa/api"
+    kinguin_api_key: SecretStr | None = None
+    kinguin_webhook_secret: SecretStr | None = None
+    kinguin_max_polls: int = Field(default=10, ge=1, le=1000)
+
+    storage_url: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_access_key_id: SecretStr | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_region: str = "auto"
+    signed_url_ttl: int = Field(default=900, gt=0, le=7 * 24 * 3600)
+
+    smtp_url: SecretStr | None = None
+    mail_dir: Path | None = None
+    mail_from: str = "BitLoot <keys@bitloot.invalid>"
+
+    log_format: Literal["json", "console"] | None = None
+    max_body_bytes: int = Field(default=64 * 1024, gt=0)
+
+    @field_validator("public_url", "nowpayments_api_url", "kinguin_api_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().absolute()
+
+    @cached_property
+    def effective_storage_url(self) -> str:
+        """`BITLOOT_STORAGE_URL`, or local objects in the data directory."""
+        return self.storage_url or (self.data_dir / "objects").as_uri()
+
+    @cached_property
+    def effective_mail_dir(self) -> Path:
+        """Where `.eml` files go when no SMTP server is configured."""
+        return self.mail_dir or self.data_dir / "mail"
+
+    def require(self, *names: str) -> None:
+        """Raise `ConfigError` naming the first of `names` that is unset."""
+        for name in names:
+            if getattr(self, name) in (None, ""):
+                raise ConfigError(f"{env_name(name)} is required for this command but is not set")
+
+
+def env_name(field: str) -> str:
+    """The environment variable a settings field is read from."""
+    return "DATABASE_URL" if field == "database_url" else ENV_PREFIX + field.upper()
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings; any problem becomes one `ConfigError` line naming the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_input=False, include_url=False):
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            # err["msg"] describes the rule, not the value, so secrets are never echoed.
+            problems.append(f"{_variable_for(field)}: {err['msg']}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+
+
+def _variable_for(loc: str) -> str:
+    if loc in ("DATABASE_URL", "BITLOOT_DATABASE_URL"):
+        return loc
+    if loc.startswith(ENV_PREFIX):
+        return loc
+    return env_name(loc)
+
+
+def environ_without_bitloot() -> dict[str, str]:
+    """The current environment minus BitLoot settings (for child processes that get their own)."""
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(ENV_PREFIX) and k not in ("DATABASE_URL",)
+    }

@@ -1,0 +1,1259 @@
+CREATE TYPE public.procrastinate_job_event_type AS ENUM (
+    'deferred',
+    'started',
+    'deferred_for_retry',
+    'failed',
+    'succeeded',
+    'cancelled',
+    'abort_requested',
+    'aborted',
+    'scheduled',
+    'retried'
+);
+
+CREATE TYPE public.procrastinate_job_status AS ENUM (
+    'todo',
+    'doing',
+    'succeeded',
+    'failed',
+    'cancelled',
+    'aborting',
+    'aborted'
+);
+
+CREATE TYPE public.procrastinate_job_to_defer_v1 AS (
+	queue_name character varying,
+	task_name character varying,
+	priority integer,
+	lock text,
+	queueing_lock text,
+	args jsonb,
+	scheduled_at timestamp with time zone
+);
+
+CREATE FUNCTION public.bitloot_actor() RETURNS text
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT coalesce(nullif(current_setting('bitloot.actor', true), ''), 'sql:' || session_user)
+$$;
+
+COMMENT ON FUNCTION public.bitloot_actor() IS 'Who is acting in this transaction: bitloot.actor if the application set it, else sql:<role>.';
+
+CREATE FUNCTION public.bitloot_orders_log_events() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    reason text := nullif(current_setting('bitloot.reason', true), '');
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO order_events (order_id, machine, from_status, to_status, actor, reason)
+        VALUES (NEW.id, 'order', NULL, NEW.status, bitloot_actor(), reason);
+        RETURN NULL;
+    END IF;
+    IF NEW.status <> OLD.status THEN
+        INSERT INTO order_events (order_id, machine, from_status, to_status, actor, reason)
+        VALUES (NEW.id, 'order', OLD.status, NEW.status, bitloot_actor(), reason);
+    END IF;
+    IF NEW.fulfillment_status <> OLD.fulfillment_status THEN
+        INSERT INTO order_events (order_id, machine, from_status, to_status, actor, reason)
+        VALUES (NEW.id, 'fulfillment', OLD.fulfillment_status, NEW.fulfillment_status,
+                bitloot_actor(), reason);
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+COMMENT ON FUNCTION public.bitloot_orders_log_events() IS 'Writes one order_events row per status change that was really committed to orders.';
+
+CREATE FUNCTION public.bitloot_orders_status_guard() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        IF NEW.status <> 'created' OR NEW.fulfillment_status <> 'pending' THEN
+            RAISE EXCEPTION 'a new order starts as created/pending, not %/%',
+                NEW.status, NEW.fulfillment_status USING ERRCODE = 'BL001';
+        END IF;
+        RETURN NEW;
+    END IF;
+    IF NEW.id <> OLD.id THEN
+        RAISE EXCEPTION 'orders.id cannot change' USING ERRCODE = 'BL001';
+    END IF;
+    IF NEW.status <> OLD.status THEN
+        IF NOT EXISTS (SELECT 1 FROM order_status_transitions
+                       WHERE from_status = OLD.status AND to_status = NEW.status) THEN
+            RAISE EXCEPTION 'illegal order status transition % -> % (order %)',
+                OLD.status, NEW.status, OLD.id USING ERRCODE = 'BL001';
+        END IF;
+        IF NEW.status = 'paid' THEN
+            NEW.paid_at := coalesce(NEW.paid_at, now());
+        END IF;
+    END IF;
+    IF NEW.fulfillment_status <> OLD.fulfillment_status THEN
+        IF NOT EXISTS (SELECT 1 FROM fulfillment_status_transitions
+                       WHERE from_status = OLD.fulfillment_status
+                         AND to_status = NEW.fulfillment_status) THEN
+            RAISE EXCEPTION 'illegal fulfillment status transition % -> % (order %)',
+                OLD.fulfillment_status, NEW.fulfillment_status, OLD.id USING ERRCODE = 'BL001';
+        END IF;
+        IF NEW.fulfillment_status = 'fulfilled' THEN
+            NEW.fulfilled_at := coalesce(NEW.fulfilled_at, now());
+        END IF;
+    END IF;
+    NEW.updated_at := now();
+    RETURN NEW;
+END;
+$$;
+
+COMMENT ON FUNCTION public.bitloot_orders_status_guard() IS 'Enforces both order state machines: an illegal move raises SQLSTATE BL001.';
+
+CREATE FUNCTION public.bitloot_payment_status_rank(status text) RETURNS integer
+    LANGUAGE sql IMMUTABLE STRICT
+    AS $$
+    SELECT CASE status
+        WHEN 'waiting' THEN 0 WHEN 'confirming' THEN 1 WHEN 'confirmed' THEN 2
+        WHEN 'sending' THEN 3 WHEN 'partially_paid' THEN 4
+        WHEN 'finished' THEN 5 WHEN 'failed' THEN 5 WHEN 'expired' THEN 5
+        WHEN 'refunded' THEN 6 END
+$$;
+
+COMMENT ON FUNCTION public.bitloot_payment_status_rank(status text) IS 'Progress order of NOWPayments statuses: a payment only moves to a higher rank, so a late or replayed IPN never moves it back.';
+
+CREATE FUNCTION public.bitloot_reject_change() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    RAISE EXCEPTION '% is append-only: % is not allowed', TG_TABLE_NAME, TG_OP
+        USING ERRCODE = 'BL002';
+END;
+$$;
+
+COMMENT ON FUNCTION public.bitloot_reject_change() IS 'Trigger body for append-only tables: rejects UPDATE, DELETE and TRUNCATE (SQLSTATE BL002).';
+
+CREATE FUNCTION public.bitloot_touch_updated_at() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    NEW.updated_at := now();
+    RETURN NEW;
+END;
+$$;
+
+COMMENT ON FUNCTION public.bitloot_touch_updated_at() IS 'Keeps updated_at current on every UPDATE.';
+
+CREATE FUNCTION public.procrastinate_cancel_job_v1(job_id bigint, abort boolean, delete_job boolean) RETURNS bigint
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    _job_id bigint;
+BEGIN
+    IF delete_job THEN
+        DELETE FROM procrastinate_jobs
+        WHERE id = job_id AND status = 'todo'
+        RETURNING id INTO _job_id;
+    END IF;
+    IF _job_id IS NULL THEN
+        IF abort THEN
+            UPDATE procrastinate_jobs
+            SET abort_requested = true,
+                status = CASE status
+                    WHEN 'todo' THEN 'cancelled'::procrastinate_job_status ELSE status
+                END
+            WHERE id = job_id AND status IN ('todo', 'doing')
+            RETURNING id INTO _job_id;
+        ELSE
+            UPDATE procrastinate_jobs
+            SET status = 'cancelled'::procrastinate_job_status
+            WHERE id = job_id AND status = 'todo'
+            RETURNING id INTO _job_id;
+        END IF;
+    END IF;
+    RETURN _job_id;
+END;
+$$;
+
+CREATE FUNCTION public.procrastinate_defer_jobs_v1(jobs public.procrastinate_job_to_defer_v1[]) RETURNS bigint[]
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    job_ids bigint[];
+BEGIN
+    WITH inserted_jobs AS (
+        INSERT INTO procrastinate_jobs (queue_name, task_name, priority, lock, queueing_lock, args, scheduled_at)
+        SELECT (job).queue_name,
+               (job).task_name,
+               (job).priority,
+               (job).lock,
+               (job).queueing_lock,
+               (job).args,
+               (job).scheduled_at
+        FROM unnest(jobs) AS job
+        RETURNING id
+    )
+    SELECT array_agg(id) FROM inserted_jobs INTO job_ids;
+
+    RETURN job_ids;
+END;
+$$;
+
+CREATE FUNCTION public.procrastinate_defer_periodic_job_v2(_queue_name character varying, _lock character varying, _queueing_lock character varying, _task_name character varying, _priority integer, _periodic_id character varying, _defer_timestamp bigint, _args jsonb) RETURNS bigint
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+	_job_id bigint;
+	_defer_id bigint;
+BEGIN
+    INSERT
+        INTO procrastinate_periodic_defers (task_name, periodic_id, defer_timestamp)
+        VALUES (_task_name, _periodic_id, _defer_timestamp)
+        ON CONFLICT DO NOTHING
+        RETURNING id into _defer_id;
+
+    IF _defer_id IS NULL THEN
+        RETURN NULL;
+    END IF;
+
+    UPDATE procrastinate_periodic_defers
+        SET job_id = (
+            SELECT COALESCE((
+                SELECT unnest(procrastinate_defer_jobs_v1(
+                    ARRAY[
+                        ROW(
+                            _queue_name,
+                            _task_name,
+                            _priority,
+                            _lock,
+                            _queueing_lock,
+                            _args,
+                            NULL::timestamptz
+                        )
+                    ]::procrastinate_job_to_defer_v1[]
+                ))
+            ), NULL)
+        )
+        WHERE id = _defer_id
+        RETURNING job_id INTO _job_id;
+
+    DELETE
+        FROM procrastinate_periodic_defers
+        USING (
+            SELECT id
+            FROM procrastinate_periodic_defers
+            WHERE procrastinate_periodic_defers.task_name = _task_name
+            AND procrastinate_periodic_defers.periodic_id = _periodic_id
+            AND procrastinate_periodic_defers.defer_timestamp < _defer_timestamp
+            ORDER BY id
+            FOR UPDATE
+        ) to_delete
+        WHERE procrastinate_periodic_defers.id = to_delete.id;
+
+    RETURN _job_id;
+END;
+$$;
+
+CREATE TABLE public.procrastinate_jobs (
+    id bigint NOT NULL,
+    queue_name character varying(128) NOT NULL,
+    task_name character varying(128) NOT NULL,
+    priority integer DEFAULT 0 NOT NULL,
+    lock text,
+    queueing_lock text,
+    args jsonb DEFAULT '{}'::jsonb NOT NULL,
+    status public.procrastinate_job_status DEFAULT 'todo'::public.procrastinate_job_status NOT NULL,
+    scheduled_at timestamp with time zone,
+    attempts integer DEFAULT 0 NOT NULL,
+    abort_requested boolean DEFAULT false NOT NULL,
+    worker_id bigint,
+    CONSTRAINT check_not_todo_abort_requested CHECK ((NOT ((status = 'todo'::public.procrastinate_job_status) AND (abort_requested = true))))
+);
+
+CREATE FUNCTION public.procrastinate_fetch_job_v2(target_queue_names character varying[], p_worker_id bigint) RETURNS public.procrastinate_jobs
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+	found_jobs procrastinate_jobs;
+BEGIN
+    WITH candidate AS (
+        SELECT jobs.*
+            FROM procrastinate_jobs AS jobs
+            WHERE
+                -- reject the job if its lock has earlier or higher priority jobs
+                NOT EXISTS (
+                    SELECT 1
+                        FROM procrastinate_jobs AS other_jobs
+                        WHERE
+                            jobs.lock IS NOT NULL
+                            AND other_jobs.lock = jobs.lock
+                            AND (
+                                -- job with same lock is already running
+                                other_jobs.status = 'doing'
+                                OR
+                                -- job with same lock is waiting and has higher priority (or same priority but was queued first)
+                                (
+                                    other_jobs.status = 'todo'
+                                    AND (
+                                        other_jobs.priority > jobs.priority
+                                        OR (
+                                        other_jobs.priority = jobs.priority
+                                        AND other_jobs.id < jobs.id
+                                        )
+                                    )
+                                )
+                            )
+                )
+                AND jobs.status = 'todo'
+                AND (target_queue_names IS NULL OR jobs.queue_name = ANY( target_queue_names ))
+                AND (jobs.scheduled_at IS NULL OR jobs.scheduled_at <= now())
+            ORDER BY jobs.priority DESC, jobs.id ASC LIMIT 1
+            FOR UPDATE OF jobs SKIP LOCKED
+    )
+    UPDATE procrastinate_jobs
+        SET status = 'doing', worker_id = p_worker_id
+        FROM candidate
+        WHERE procrastinate_jobs.id = candidate.id
+        RETURNING procrastinate_jobs.* INTO found_jobs;
+
+ RETURN found_jobs;
+END;
+$$;
+
+CREATE FUNCTION public.procrastinate_finish_job_v1(job_id bigint, end_status public.procrastinate_job_status, delete_job boolean) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    _job_id bigint;
+BEGIN
+    IF end_status NOT IN ('succeeded', 'failed', 'aborted') THEN
+        RAISE 'End status should be either "succeeded", "failed" or "aborted" (job id: %)', job_id;
+    END IF;
+    IF delete_job THEN
+        DELETE FROM procrastinate_jobs
+        WHERE id = job_id AND status IN ('todo', 'doing')
+        RETURNING id INTO _job_id;
+    ELSE
+        UPDATE procrastinate_jobs
+        SET status = end_status,
+            abort_requested = false,
+            attempts = CASE status
+                WHEN 'doing' THEN attempts + 1 ELSE attempts
+            END
+        WHERE id = job_id AND status IN ('todo', 'doing')
+        RETURNING id INTO _job_id;
+    END IF;
+    IF _job_id IS NULL THEN
+        RAISE 'Job was not found or not in "doing" or "todo" status (job id: %)', job_id;
+    END IF;
+END;
+$$;
+
+CREATE FUNCTION public.procrastinate_notify_queue_abort_job_v1() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    payload TEXT;
+BEGIN
+    SELECT json_build_object('type', 'abort_job_requested', 'job_id', NEW.id)::text INTO payload;
+	PERFORM pg_notify('procrastinate_queue_v1#' || NEW.queue_name, payload);
+	PERFORM pg_notify('procrastinate_any_queue_v1', payload);
+	RETURN NEW;
+END;
+$$;
+
+CREATE FUNCTION public.procrastinate_notify_queue_job_inserted_v1() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    payload TEXT;
+BEGIN
+    SELECT json_build_object('type', 'job_inserted', 'job_id', NEW.id)::text INTO payload;
+	PERFORM pg_notify('procrastinate_queue_v1#' || NEW.queue_name, payload);
+	PERFORM pg_notify('procrastinate_any_queue_v1', payload);
+	RETURN NEW;
+END;
+$$;
+
+CREATE FUNCTION public.procrastinate_prune_stalled_workers_v1(seconds_since_heartbeat double precision) RETURNS TABLE(worker_id bigint)
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    RETURN QUERY
+    DELETE FROM procrastinate_workers
+    WHERE last_heartbeat < NOW() - (seconds_since_heartbeat || 'SECOND')::INTERVAL
+    RETURNING procrastinate_workers.id;
+END;
+$$;
+
+CREATE FUNCTION public.procrastinate_register_worker_v1() RETURNS TABLE(worker_id bigint)
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    RETURN QUERY
+    INSERT INTO procrastinate_workers DEFAULT VALUES
+    RETURNING procrastinate_workers.id;
+END;
+$$;
+
+CREATE FUNCTION public.procrastinate_retry_job_v1(job_id bigint, retry_at timestamp with time zone, new_priority integer, new_queue_name character varying, new_lock character varying) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    _job_id bigint;
+    _abort_requested boolean;
+BEGIN
+    SELECT abort_requested FROM procrastinate_jobs
+    WHERE id = job_id AND status = 'doing'
+    FOR UPDATE
+    INTO _abort_requested;
+    IF _abort_requested THEN
+        UPDATE procrastinate_jobs
+        SET status = 'failed'::procrastinate_job_status
+        WHERE id = job_id AND status = 'doing'
+        RETURNING id INTO _job_id;
+    ELSE
+        UPDATE procrastinate_jobs
+        SET status = 'todo'::procrastinate_job_status,
+            attempts = attempts + 1,
+            scheduled_at = retry_at,
+            priority = COALESCE(new_priority, priority),
+            queue_name = COALESCE(new_queue_name, queue_name),
+            lock = COALESCE(new_lock, lock)
+        WHERE id = job_id AND status = 'doing'
+        RETURNING id INTO _job_id;
+    END IF;
+
+    IF _job_id IS NULL THEN
+        RAISE 'Job was not found or not in "doing" status (job id: %)', job_id;
+    END IF;
+END;
+$$;
+
+CREATE FUNCTION public.procrastinate_retry_job_v2(job_id bigint, retry_at timestamp with time zone, new_priority integer, new_queue_name character varying, new_lock character varying) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    _job_id bigint;
+    _abort_requested boolean;
+    _current_status procrastinate_job_status;
+BEGIN
+    SELECT status, abort_requested FROM procrastinate_jobs
+    WHERE id = job_id AND status IN ('doing', 'failed')
+    FOR UPDATE
+    INTO _current_status, _abort_requested;
+    IF _current_status = 'doing' AND _abort_requested THEN
+        UPDATE procrastinate_jobs
+        SET status = 'failed'::procrastinate_job_status
+        WHERE id = job_id AND status = 'doing'
+        RETURNING id INTO _job_id;
+    ELSE
+        UPDATE procrastinate_jobs
+        SET status = 'todo'::procrastinate_job_status,
+            attempts = attempts + 1,
+            scheduled_at = retry_at,
+            priority = COALESCE(new_priority, priority),
+            queue_name = COALESCE(new_queue_name, queue_name),
+            lock = COALESCE(new_lock, lock)
+        WHERE id = job_id AND status IN ('doing', 'failed')
+        RETURNING id INTO _job_id;
+    END IF;
+
+    IF _job_id IS NULL THEN
+        RAISE 'Job was not found or has an invalid status to retry (job id: %)', job_id;
+    END IF;
+
+END;
+$$;
+
+CREATE FUNCTION public.procrastinate_trigger_abort_requested_events_procedure_v1() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    INSERT INTO procrastinate_events(job_id, type)
+        VALUES (NEW.id, 'abort_requested'::procrastinate_job_event_type);
+    RETURN NEW;
+END;
+$$;
+
+CREATE FUNCTION public.procrastinate_trigger_function_scheduled_events_v1() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    INSERT INTO procrastinate_events(job_id, type, at)
+        VALUES (NEW.id, 'scheduled'::procrastinate_job_event_type, NEW.scheduled_at);
+
+	RETURN NEW;
+END;
+$$;
+
+CREATE FUNCTION public.procrastinate_trigger_function_status_events_insert_v1() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    INSERT INTO procrastinate_events(job_id, type)
+        VALUES (NEW.id, 'deferred'::procrastinate_job_event_type);
+	RETURN NEW;
+END;
+$$;
+
+CREATE FUNCTION public.procrastinate_trigger_function_status_events_update_v1() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    WITH t AS (
+        SELECT CASE
+            WHEN OLD.status = 'todo'::procrastinate_job_status
+                AND NEW.status = 'doing'::procrastinate_job_status
+                THEN 'started'::procrastinate_job_event_type
+            WHEN OLD.status = 'doing'::procrastinate_job_status
+                AND NEW.status = 'todo'::procrastinate_job_status
+                THEN 'deferred_for_retry'::procrastinate_job_event_type
+            WHEN OLD.status = 'doing'::procrastinate_job_status
+                AND NEW.status = 'failed'::procrastinate_job_status
+                THEN 'failed'::procrastinate_job_event_type
+            WHEN OLD.status = 'doing'::procrastinate_job_status
+                AND NEW.status = 'succeeded'::procrastinate_job_status
+                THEN 'succeeded'::procrastinate_job_event_type
+            WHEN OLD.status = 'todo'::procrastinate_job_status
+                AND (
+                    NEW.status = 'cancelled'::procrastinate_job_status
+                    OR NEW.status = 'failed'::procrastinate_job_status
+                    OR NEW.status = 'succeeded'::procrastinate_job_status
+                )
+                THEN 'cancelled'::procrastinate_job_event_type
+            WHEN OLD.status = 'doing'::procrastinate_job_status
+                AND NEW.status = 'aborted'::procrastinate_job_status
+                THEN 'aborted'::procrastinate_job_event_type
+            WHEN OLD.status = 'failed'::procrastinate_job_status
+                AND NEW.status = 'todo'::procrastinate_job_status
+                THEN 'retried'::procrastinate_job_event_type
+            ELSE NULL
+        END as event_type
+    )
+    INSERT INTO procrastinate_events(job_id, type)
+        SELECT NEW.id, t.event_type
+        FROM t
+        WHERE t.event_type IS NOT NULL;
+	RETURN NEW;
+END;
+$$;
+
+CREATE FUNCTION public.procrastinate_unlink_periodic_defers_v1() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    UPDATE procrastinate_periodic_defers
+    SET job_id = NULL
+    WHERE job_id = OLD.id;
+    RETURN OLD;
+END;
+$$;
+
+CREATE FUNCTION public.procrastinate_unregister_worker_v1(worker_id bigint) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    DELETE FROM procrastinate_workers
+    WHERE id = worker_id;
+END;
+$$;
+
+CREATE FUNCTION public.procrastinate_update_heartbeat_v1(worker_id bigint) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    UPDATE procrastinate_workers
+    SET last_heartbeat = NOW()
+    WHERE id = worker_id;
+END;
+$$;
+
+CREATE TABLE public._yoyo_log (
+    id character varying(36) NOT NULL,
+    migration_hash character varying(64),
+    migration_id character varying(255),
+    operation character varying(10),
+    username character varying(255),
+    hostname character varying(255),
+    comment character varying(255),
+    created_at_utc timestamp without time zone
+);
+
+CREATE TABLE public._yoyo_migration (
+    migration_hash character varying(64) NOT NULL,
+    migration_id character varying(255),
+    applied_at_utc timestamp without time zone
+);
+
+CREATE TABLE public._yoyo_version (
+    version integer NOT NULL,
+    installed_at_utc timestamp without time zone
+);
+
+CREATE TABLE public.admin_audit_log (
+    id bigint NOT NULL,
+    admin_id text NOT NULL,
+    action text NOT NULL,
+    order_id uuid,
+    reason text,
+    details jsonb DEFAULT '{}'::jsonb NOT NULL,
+    at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+COMMENT ON TABLE public.admin_audit_log IS 'Append-only: every admin action, who did it and why.';
+
+ALTER TABLE public.admin_audit_log ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.admin_audit_log_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE TABLE public.key_access_events (
+    id bigint NOT NULL,
+    order_id uuid NOT NULL,
+    key_id text NOT NULL,
+    actor_kind text NOT NULL,
+    actor_id text,
+    client_ip inet,
+    user_agent text,
+    at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT key_access_events_actor_kind_check CHECK ((actor_kind = ANY (ARRAY['user'::text, 'order_token'::text, 'admin'::text])))
+);
+
+COMMENT ON TABLE public.key_access_events IS 'Append-only: every issue of a download link for a key, who asked (actor_kind says which kind of token; admin means an admin override) and from where.';
+
+CREATE TABLE public.key_delivery_logs (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    order_id uuid NOT NULL,
+    key_id text NOT NULL,
+    product_id text,
+    object_key text NOT NULL,
+    content_type text NOT NULL,
+    wrapped_data_key bytea NOT NULL,
+    master_key_id text NOT NULL,
+    status text DEFAULT 'stored'::text NOT NULL,
+    expires_at timestamp with time zone,
+    last_accessed_at timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT key_delivery_logs_status_check CHECK ((status = ANY (ARRAY['stored'::text, 'accessed'::text, 'expired'::text, 'deleted'::text])))
+);
+
+COMMENT ON TABLE public.key_delivery_logs IS 'One row per delivered key: where its ciphertext is (object_key) and its data key wrapped by master key master_key_id. Never the key itself.';
+
+CREATE TABLE public.orders (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    user_id text,
+    email text NOT NULL,
+    currency text NOT NULL,
+    total_amount numeric(12,2) NOT NULL,
+    status text DEFAULT 'created'::text NOT NULL,
+    fulfillment_status text DEFAULT 'pending'::text NOT NULL,
+    status_reason text,
+    fulfillment_error text,
+    invoice_id text,
+    invoice_url text,
+    invoice_error text,
+    paid_at timestamp with time zone,
+    fulfilled_at timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT fulfilled_order_has_keys CHECK (((status <> 'fulfilled'::text) OR (fulfillment_status = 'fulfilled'::text))),
+    CONSTRAINT fulfillment_needs_payment CHECK (((fulfillment_status = 'pending'::text) OR (status = ANY (ARRAY['paid'::text, 'fulfilled'::text, 'refunded'::text])))),
+    CONSTRAINT orders_currency_check CHECK ((currency ~ '^[a-z]{3}$'::text)),
+    CONSTRAINT orders_email_check CHECK ((email ~ '^[^@\s]+@[^@\s]+$'::text)),
+    CONSTRAINT orders_fulfillment_status_check CHECK ((fulfillment_status = ANY (ARRAY['pending'::text, 'processing'::text, 'fulfilled'::text, 'failed'::text]))),
+    CONSTRAINT orders_status_check CHECK ((status = ANY (ARRAY['created'::text, 'waiting'::text, 'confirming'::text, 'paid'::text, 'fulfilled'::text, 'underpaid'::text, 'failed'::text, 'expired'::text, 'refunded'::text]))),
+    CONSTRAINT orders_total_amount_check CHECK ((total_amount > (0)::numeric))
+);
+
+COMMENT ON TABLE public.orders IS 'One customer order. status is the payment-side state machine, fulfillment_status the delivery side; both are enforced by trigger orders_status_guard and logged to order_events.';
+
+COMMENT ON COLUMN public.orders.user_id IS 'The JWT sub of a signed-in customer; NULL for guest checkout.';
+
+COMMENT ON COLUMN public.orders.status_reason IS 'Why the order is in its current status (e.g. underpaid by 0.50).';
+
+COMMENT ON COLUMN public.orders.fulfillment_error IS 'The last fulfillment failure, shown to admins.';
+
+COMMENT ON COLUMN public.orders.invoice_error IS 'Why creating the NOWPayments invoice failed (order stays created).';
+
+CREATE VIEW public.delivery_audit_trail AS
+ SELECT k.order_id,
+    k.key_id,
+    o.email AS customer_email,
+    k.product_id,
+    k.status,
+    k.content_type,
+    k.master_key_id,
+    k.created_at AS delivered_at,
+    k.expires_at,
+    k.last_accessed_at,
+    ( SELECT count(*) AS count
+           FROM public.key_access_events a
+          WHERE ((a.order_id = k.order_id) AND (a.key_id = k.key_id))) AS access_count,
+    ( SELECT count(*) AS count
+           FROM public.key_access_events a
+          WHERE ((a.order_id = k.order_id) AND (a.key_id = k.key_id) AND (a.actor_kind = 'admin'::text))) AS admin_access_count
+   FROM (public.key_delivery_logs k
+     JOIN public.orders o ON ((o.id = k.order_id)));
+
+COMMENT ON VIEW public.delivery_audit_trail IS 'Per delivered key: order, customer email, status, expiry, last access and a real access count from key_access_events. Holds no key material.';
+
+CREATE TABLE public.email_outbox (
+    id bigint NOT NULL,
+    order_id uuid NOT NULL,
+    kind text NOT NULL,
+    generation integer DEFAULT 1 NOT NULL,
+    to_address text NOT NULL,
+    status text DEFAULT 'pending'::text NOT NULL,
+    attempts integer DEFAULT 0 NOT NULL,
+    last_error text,
+    message_id text,
+    sent_at timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT email_outbox_generation_check CHECK ((generation >= 1)),
+    CONSTRAINT email_outbox_kind_check CHECK ((kind = 'delivery'::text)),
+    CONSTRAINT email_outbox_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'sent'::text, 'failed'::text])))
+);
+
+COMMENT ON TABLE public.email_outbox IS 'One row per email to send, idempotent on (order, kind, generation): a retried job finds it sent and sends nothing; an admin resend adds the next generation.';
+
+ALTER TABLE public.email_outbox ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.email_outbox_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE TABLE public.fulfillment_status_transitions (
+    from_status text NOT NULL,
+    to_status text NOT NULL
+);
+
+COMMENT ON TABLE public.fulfillment_status_transitions IS 'The legal moves of orders.fulfillment_status; failed -> pending is an (audited) retry.';
+
+CREATE TABLE public.kinguin_orders (
+    order_id uuid NOT NULL,
+    kinguin_order_id text NOT NULL,
+    status text NOT NULL,
+    status_updated_at timestamp with time zone,
+    payment_price numeric(14,4),
+    polls integer DEFAULT 0 NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT kinguin_orders_status_check CHECK ((status = ANY (ARRAY['processing'::text, 'completed'::text, 'canceled'::text, 'refunded'::text])))
+);
+
+COMMENT ON TABLE public.kinguin_orders IS 'The Kinguin order bought for one of our orders (orderExternalId = our order id). status_updated_at is the webhook updatedAt watermark: older events are ignored.';
+
+CREATE TABLE public.order_events (
+    id bigint NOT NULL,
+    order_id uuid NOT NULL,
+    machine text NOT NULL,
+    from_status text,
+    to_status text NOT NULL,
+    actor text NOT NULL,
+    reason text,
+    at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    CONSTRAINT order_events_machine_check CHECK ((machine = ANY (ARRAY['order'::text, 'fulfillment'::text])))
+);
+
+COMMENT ON TABLE public.order_events IS 'Append-only history of every status change of every order, written by trigger, so a change made from psql is recorded too. machine says which state machine moved.';
+
+CREATE TABLE public.webhook_events (
+    id bigint NOT NULL,
+    provider text NOT NULL,
+    dedup_key text NOT NULL,
+    event_type text NOT NULL,
+    external_id text,
+    order_id uuid,
+    raw_body text NOT NULL,
+    signature_variant text,
+    received_at timestamp with time zone DEFAULT now() NOT NULL,
+    processed_at timestamp with time zone,
+    outcome text,
+    needs_attention boolean DEFAULT false NOT NULL,
+    CONSTRAINT webhook_events_provider_check CHECK ((provider = ANY (ARRAY['nowpayments'::text, 'kinguin'::text])))
+);
+
+COMMENT ON TABLE public.webhook_events IS 'Every verified webhook exactly once (UNIQUE provider, dedup_key), raw as received, with what applying it did (outcome). Unverified requests are never stored.';
+
+COMMENT ON COLUMN public.webhook_events.order_id IS 'The order it names, if any; no foreign key, so events for unknown orders are kept too.';
+
+COMMENT ON COLUMN public.webhook_events.needs_attention IS 'Flagged for admins: unknown order, currency mismatch, underpayment and the like.';
+
+CREATE VIEW public.fulfillment_timeline AS
+ SELECT order_events.order_id,
+    order_events.at,
+    'status'::text AS source,
+    ((((order_events.machine || ': '::text) || COALESCE(order_events.from_status, '-'::text)) || ' -> '::text) || order_events.to_status) AS what,
+    order_events.actor,
+    order_events.reason
+   FROM public.order_events
+UNION ALL
+ SELECT webhook_events.order_id,
+    webhook_events.received_at AS at,
+    (webhook_events.provider || ' webhook'::text) AS source,
+    (webhook_events.event_type || COALESCE((' '::text || webhook_events.outcome), ''::text)) AS what,
+    webhook_events.provider AS actor,
+    NULL::text AS reason
+   FROM public.webhook_events
+  WHERE (webhook_events.order_id IS NOT NULL)
+UNION ALL
+ SELECT kinguin_orders.order_id,
+    kinguin_orders.created_at AS at,
+    'kinguin order'::text AS source,
+    ((kinguin_orders.kinguin_order_id || ' '::text) || kinguin_orders.status) AS what,
+    'worker'::text AS actor,
+    NULL::text AS reason
+   FROM public.kinguin_orders
+UNION ALL
+ SELECT key_delivery_logs.order_id,
+    key_delivery_logs.created_at AS at,
+    'key stored'::text AS source,
+    (((key_delivery_logs.key_id || ' ('::text) || key_delivery_logs.content_type) || ')'::text) AS what,
+    'worker'::text AS actor,
+    NULL::text AS reason
+   FROM public.key_delivery_logs
+UNION ALL
+ SELECT key_access_events.order_id,
+    key_access_events.at,
+    'key access'::text AS source,
+    key_access_events.key_id AS what,
+    (key_access_events.actor_kind || COALESCE((':'::text || key_access_events.actor_id), ''::text)) AS actor,
+    NULL::text AS reason
+   FROM public.key_access_events
+UNION ALL
+ SELECT email_outbox.order_id,
+    COALESCE(email_outbox.sent_at, email_outbox.created_at) AS at,
+    'email'::text AS source,
+    ((((email_outbox.kind || ' #'::text) || email_outbox.generation) || ' '::text) || email_outbox.status) AS what,
+    'worker'::text AS actor,
+    email_outbox.last_error AS reason
+   FROM public.email_outbox
+UNION ALL
+ SELECT admin_audit_log.order_id,
+    admin_audit_log.at,
+    'admin'::text AS source,
+    admin_audit_log.action AS what,
+    admin_audit_log.admin_id AS actor,
+    admin_audit_log.reason
+   FROM public.admin_audit_log
+  WHERE (admin_audit_log.order_id IS NOT NULL);
+
+COMMENT ON VIEW public.fulfillment_timeline IS 'Everything that happened to an order, one row per event, from every table: SELECT * FROM fulfillment_timeline WHERE order_id = ... ORDER BY at.';
+
+ALTER TABLE public.key_access_events ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.key_access_events_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+ALTER TABLE public.order_events ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.order_events_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE TABLE public.order_items (
+    order_id uuid NOT NULL,
+    product_id text NOT NULL,
+    qty integer NOT NULL,
+    unit_price numeric(12,2) NOT NULL,
+    max_cost numeric(12,2) NOT NULL,
+    CONSTRAINT order_items_max_cost_check CHECK ((max_cost > (0)::numeric)),
+    CONSTRAINT order_items_qty_check CHECK (((qty >= 1) AND (qty <= 9))),
+    CONSTRAINT order_items_unit_price_check CHECK ((unit_price > (0)::numeric))
+);
+
+COMMENT ON TABLE public.order_items IS 'The products of an order with the price charged and the most we pay Kinguin, both copied from products when the order was made.';
+
+CREATE TABLE public.order_status_transitions (
+    from_status text NOT NULL,
+    to_status text NOT NULL
+);
+
+COMMENT ON TABLE public.order_status_transitions IS 'The legal moves of orders.status; the orders trigger rejects any other move.';
+
+CREATE TABLE public.payments (
+    payment_id text NOT NULL,
+    order_id uuid NOT NULL,
+    invoice_id text,
+    parent_payment_id text,
+    status text NOT NULL,
+    price_amount numeric(30,12),
+    price_currency text,
+    pay_amount numeric(40,18),
+    pay_currency text,
+    actually_paid numeric(40,18),
+    actually_paid_at_fiat numeric(30,12),
+    outcome_amount numeric(40,18),
+    outcome_currency text,
+    provider_updated_at timestamp with time zone,
+    last_ipn_at timestamp with time zone DEFAULT now() NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT payments_status_check CHECK ((public.bitloot_payment_status_rank(status) IS NOT NULL))
+);
+
+COMMENT ON TABLE public.payments IS 'NOWPayments payments as last reported by a verified IPN or the status API; one order may have several (re-deposits carry parent_payment_id).';
+
+CREATE VIEW public.payment_audit AS
+ SELECT p.payment_id,
+    p.order_id,
+    p.status AS current_status,
+    p.price_amount,
+    p.price_currency,
+    p.actually_paid,
+    p.pay_currency,
+    w.id AS event_id,
+    w.received_at,
+    ((w.raw_body)::jsonb ->> 'payment_status'::text) AS ipn_status,
+    w.signature_variant,
+    w.outcome,
+    w.needs_attention
+   FROM (public.payments p
+     LEFT JOIN public.webhook_events w ON (((w.provider = 'nowpayments'::text) AND (w.external_id = p.payment_id))));
+
+COMMENT ON VIEW public.payment_audit IS 'Per payment, one row per IPN received for it, oldest first by event_id: the status each IPN reported and what applying it did.';
+
+CREATE TABLE public.procrastinate_events (
+    id bigint NOT NULL,
+    job_id bigint NOT NULL,
+    type public.procrastinate_job_event_type,
+    at timestamp with time zone DEFAULT now()
+);
+
+CREATE SEQUENCE public.procrastinate_events_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+ALTER SEQUENCE public.procrastinate_events_id_seq OWNED BY public.procrastinate_events.id;
+
+CREATE SEQUENCE public.procrastinate_jobs_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+ALTER SEQUENCE public.procrastinate_jobs_id_seq OWNED BY public.procrastinate_jobs.id;
+
+CREATE TABLE public.procrastinate_periodic_defers (
+    id bigint NOT NULL,
+    task_name character varying(128) NOT NULL,
+    defer_timestamp bigint,
+    job_id bigint,
+    periodic_id character varying(128) DEFAULT ''::character varying NOT NULL
+);
+
+CREATE SEQUENCE public.procrastinate_periodic_defers_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+ALTER SEQUENCE public.procrastinate_periodic_defers_id_seq OWNED BY public.procrastinate_periodic_defers.id;
+
+CREATE TABLE public.procrastinate_workers (
+    id bigint NOT NULL,
+    last_heartbeat timestamp with time zone DEFAULT now() NOT NULL
+);
+
+ALTER TABLE public.procrastinate_workers ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.procrastinate_workers_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE TABLE public.products (
+    product_id text NOT NULL,
+    name text NOT NULL,
+    price numeric(12,2) NOT NULL,
+    currency text NOT NULL,
+    max_cost numeric(12,2) NOT NULL,
+    text_only boolean DEFAULT true NOT NULL,
+    active boolean DEFAULT true NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT products_currency_check CHECK ((currency ~ '^[a-z]{3}$'::text)),
+    CONSTRAINT products_max_cost_check CHECK ((max_cost > (0)::numeric)),
+    CONSTRAINT products_name_check CHECK (((length(name) >= 1) AND (length(name) <= 200))),
+    CONSTRAINT products_price_check CHECK ((price > (0)::numeric)),
+    CONSTRAINT products_product_id_check CHECK ((product_id ~ '^[A-Za-z0-9_-]{1,64}$'::text))
+);
+
+COMMENT ON TABLE public.products IS 'The catalog rows an order may name: a Kinguin productId, our retail price and currency, and max_cost, the most (EUR) we pay Kinguin per unit.';
+
+COMMENT ON COLUMN public.products.text_only IS 'Ask Kinguin for keyType "text" (false: accept image keys too).';
+
+CREATE TABLE public.rate_limit_buckets (
+    bucket text NOT NULL,
+    tat timestamp with time zone NOT NULL
+);
+
+COMMENT ON TABLE public.rate_limit_buckets IS 'GCRA rate limiting shared by every server process: tat is the theoretical arrival time of the next request allowed in the bucket.';
+
+CREATE TABLE public.vault_canaries (
+    master_key_id text NOT NULL,
+    wrapped bytea NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+COMMENT ON TABLE public.vault_canaries IS 'A known value wrapped by each master key, so a process started with a wrong master key refuses to run instead of writing data nobody can decrypt.';
+
+ALTER TABLE public.webhook_events ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.webhook_events_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE TABLE public.yoyo_lock (
+    locked integer DEFAULT 1 NOT NULL,
+    ctime timestamp without time zone,
+    pid integer NOT NULL
+);
+
+ALTER TABLE ONLY public.procrastinate_events ALTER COLUMN id SET DEFAULT nextval('public.procrastinate_events_id_seq'::regclass);
+
+ALTER TABLE ONLY public.procrastinate_jobs ALTER COLUMN id SET DEFAULT nextval('public.procrastinate_jobs_id_seq'::regclass);
+
+ALTER TABLE ONLY public.procrastinate_periodic_defers ALTER COLUMN id SET DEFAULT nextval('public.procrastinate_periodic_defers_id_seq'::regclass);
+
+ALTER TABLE ONLY public._yoyo_log
+    ADD CONSTRAINT _yoyo_log_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public._yoyo_migration
+    ADD CONSTRAINT _yoyo_migration_pkey PRIMARY KEY (migration_hash);
+
+ALTER TABLE ONLY public._yoyo_version
+    ADD CONSTRAINT _yoyo_version_pkey PRIMARY KEY (version);
+
+ALTER TABLE ONLY public.admin_audit_log
+    ADD CONSTRAINT admin_audit_log_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.email_outbox
+    ADD CONSTRAINT email_outbox_order_id_kind_generation_key UNIQUE (order_id, kind, generation);
+
+ALTER TABLE ONLY public.email_outbox
+    ADD CONSTRAINT email_outbox_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.fulfillment_status_transitions
+    ADD CONSTRAINT fulfillment_status_transitions_pkey PRIMARY KEY (from_status, to_status);
+
+ALTER TABLE ONLY public.key_access_events
+    ADD CONSTRAINT key_access_events_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.key_delivery_logs
+    ADD CONSTRAINT key_delivery_logs_object_key_key UNIQUE (object_key);
+
+ALTER TABLE ONLY public.key_delivery_logs
+    ADD CONSTRAINT key_delivery_logs_order_id_key_id_key UNIQUE (order_id, key_id);
+
+ALTER TABLE ONLY public.key_delivery_logs
+    ADD CONSTRAINT key_delivery_logs_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.kinguin_orders
+    ADD CONSTRAINT kinguin_orders_kinguin_order_id_key UNIQUE (kinguin_order_id);
+
+ALTER TABLE ONLY public.kinguin_orders
+    ADD CONSTRAINT kinguin_orders_pkey PRIMARY KEY (order_id);
+
+ALTER TABLE ONLY public.order_events
+    ADD CONSTRAINT order_events_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.order_items
+    ADD CONSTRAINT order_items_pkey PRIMARY KEY (order_id, product_id);
+
+ALTER TABLE ONLY public.order_status_transitions
+    ADD CONSTRAINT order_status_transitions_pkey PRIMARY KEY (from_status, to_status);
+
+ALTER TABLE ONLY public.orders
+    ADD CONSTRAINT orders_invoice_id_key UNIQUE (invoice_id);
+
+ALTER TABLE ONLY public.orders
+    ADD CONSTRAINT orders_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.payments
+    ADD CONSTRAINT payments_pkey PRIMARY KEY (payment_id);
+
+ALTER TABLE ONLY public.procrastinate_events
+    ADD CONSTRAINT procrastinate_events_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.procrastinate_jobs
+    ADD CONSTRAINT procrastinate_jobs_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.procrastinate_periodic_defers
+    ADD CONSTRAINT procrastinate_periodic_defers_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.procrastinate_periodic_defers
+    ADD CONSTRAINT procrastinate_periodic_defers_unique UNIQUE (task_name, periodic_id, defer_timestamp);
+
+ALTER TABLE ONLY public.procrastinate_workers
+    ADD CONSTRAINT procrastinate_workers_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.products
+    ADD CONSTRAINT products_pkey PRIMARY KEY (product_id);
+
+ALTER TABLE ONLY public.rate_limit_buckets
+    ADD CONSTRAINT rate_limit_buckets_pkey PRIMARY KEY (bucket);
+
+ALTER TABLE ONLY public.vault_canaries
+    ADD CONSTRAINT vault_canaries_pkey PRIMARY KEY (master_key_id);
+
+ALTER TABLE ONLY public.webhook_events
+    ADD CONSTRAINT webhook_events_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.webhook_events
+    ADD CONSTRAINT webhook_events_provider_dedup_key_key UNIQUE (provider, dedup_key);
+
+ALTER TABLE ONLY public.yoyo_lock
+    ADD CONSTRAINT yoyo_lock_pkey PRIMARY KEY (locked);
+
+CREATE INDEX admin_audit_log_order_idx ON public.admin_audit_log USING btree (order_id, id);
+
+CREATE INDEX idx_procrastinate_jobs_worker_not_null ON public.procrastinate_jobs USING btree (worker_id) WHERE ((worker_id IS NOT NULL) AND (status = 'doing'::public.procrastinate_job_status));
+
+CREATE INDEX idx_procrastinate_workers_last_heartbeat ON public.procrastinate_workers USING btree (last_heartbeat);
+
+CREATE INDEX key_access_events_order_idx ON public.key_access_events USING btree (order_id, key_id, id);
+
+CREATE INDEX key_delivery_logs_expiry_idx ON public.key_delivery_logs USING btree (expires_at) WHERE (status = ANY (ARRAY['stored'::text, 'accessed'::text]));
+
+CREATE INDEX key_delivery_logs_master_key_idx ON public.key_delivery_logs USING btree (master_key_id);
+
+CREATE INDEX order_events_order_idx ON public.order_events USING btree (order_id, id);
+
+CREATE INDEX orders_created_idx ON public.orders USING btree (created_at DESC, id DESC);
+
+CREATE INDEX orders_email_idx ON public.orders USING btree (lower(email));
+
+CREATE INDEX orders_paid_unfulfilled_idx ON public.orders USING btree (paid_at) WHERE ((status = 'paid'::text) AND (fulfillment_status <> 'fulfilled'::text));
+
+CREATE INDEX orders_user_created_idx ON public.orders USING btree (user_id, created_at DESC, id DESC) WHERE (user_id IS NOT NULL);
+
+CREATE INDEX payments_created_idx ON public.payments USING btree (created_at DESC, payment_id DESC);
+
+CREATE INDEX payments_not_final_idx ON public.payments USING btree (updated_at) WHERE (status = ANY (ARRAY['waiting'::text, 'confirming'::text, 'confirmed'::text, 'sending'::text]));
+
+CREATE INDEX payments_order_idx ON public.payments USING btree (order_id);
+
+CREATE INDEX payments_status_created_idx ON public.payments USING btree (status, created_at DESC, payment_id DESC);
+
+CREATE INDEX procrastinate_events_job_id_fkey_v1 ON public.procrastinate_events USING btree (job_id);
+
+CREATE INDEX procrastinate_jobs_id_lock_idx_v1 ON public.procrastinate_jobs USING btree (id, lock) WHERE (status = ANY (ARRAY['todo'::public.procrastinate_job_status, 'doing'::public.procrastinate_job_status]));
+
+CREATE UNIQUE INDEX procrastinate_jobs_lock_idx_v1 ON public.procrastinate_jobs USING btree (lock) WHERE (status = 'doing'::public.procrastinate_job_status);
+
+CREATE INDEX procrastinate_jobs_priority_idx_v1 ON public.procrastinate_jobs USING btree (priority DESC, id) WHERE (status = 'todo'::public.procrastinate_job_status);
+
+CREATE INDEX procrastinate_jobs_queue_name_idx_v1 ON public.procrastinate_jobs USING btree (queue_name);
+
+CREATE UNIQUE INDEX procrastinate_jobs_queueing_lock_idx_v1 ON public.procrastinate_jobs USING btree (queueing_lock) WHERE (status = 'todo'::public.procrastinate_job_status);
+
+CREATE INDEX procrastinate_periodic_defers_job_id_fkey_v1 ON public.procrastinate_periodic_defers USING btree (job_id);
+
+CREATE INDEX webhook_events_attention_idx ON public.webhook_events USING btree (received_at) WHERE needs_attention;
+
+CREATE INDEX webhook_events_external_idx ON public.webhook_events USING btree (provider, external_id, id);
+
+CREATE INDEX webhook_events_order_idx ON public.webhook_events USING btree (order_id, id) WHERE (order_id IS NOT NULL);
+
+CREATE TRIGGER admin_audit_log_append_only BEFORE DELETE OR UPDATE ON public.admin_audit_log FOR EACH ROW EXECUTE FUNCTION public.bitloot_reject_change();
+
+CREATE TRIGGER admin_audit_log_no_truncate BEFORE TRUNCATE ON public.admin_audit_log FOR EACH STATEMENT EXECUTE FUNCTION public.bitloot_reject_change();
+
+CREATE TRIGGER email_outbox_touch BEFORE UPDATE ON public.email_outbox FOR EACH ROW EXECUTE FUNCTION public.bitloot_touch_updated_at();
+
+CREATE TRIGGER key_access_events_append_only BEFORE DELETE OR UPDATE ON public.key_access_events FOR EACH ROW EXECUTE FUNCTION public.bitloot_reject_change();
+
+CREATE TRIGGER key_access_events_no_truncate BEFORE TRUNCATE ON public.key_access_events FOR EACH STATEMENT EXECUTE FUNCTION public.bitloot_reject_change();
+
+CREATE TRIGGER key_delivery_logs_touch BEFORE UPDATE ON public.key_delivery_logs FOR EACH ROW EXECUTE FUNCTION public.bitloot_touch_updated_at();
+
+CREATE TRIGGER kinguin_orders_touch BEFORE UPDATE ON public.kinguin_orders FOR EACH ROW EXECUTE FUNCTION public.bitloot_touch_updated_at();
+
+CREATE TRIGGER order_events_append_only BEFORE DELETE OR UPDATE ON public.order_events FOR EACH ROW EXECUTE FUNCTION public.bitloot_reject_change();
+
+CREATE TRIGGER order_events_no_truncate BEFORE TRUNCATE ON public.order_events FOR EACH STATEMENT EXECUTE FUNCTION public.bitloot_reject_change();
+
+CREATE TRIGGER orders_log_events AFTER INSERT OR UPDATE ON public.orders FOR EACH ROW EXECUTE FUNCTION public.bitloot_orders_log_events();
+
+CREATE TRIGGER orders_no_delete BEFORE DELETE ON public.orders FOR EACH ROW EXECUTE FUNCTION public.bitloot_reject_change();
+
+CREATE TRIGGER orders_status_guard BEFORE INSERT OR UPDATE ON public.orders FOR EACH ROW EXECUTE FUNCTION public.bitloot_orders_status_guard();
+
+CREATE TRIGGER payments_touch BEFORE UPDATE ON public.payments FOR EACH ROW EXECUTE FUNCTION public.bitloot_touch_updated_at();
+
+CREATE TRIGGER procrastinate_jobs_notify_queue_job_aborted_v1 AFTER UPDATE OF abort_requested ON public.procrastinate_jobs FOR EACH ROW WHEN (((old.abort_requested = false) AND (new.abort_requested = true) AND (new.status = 'doing'::public.procrastinate_job_status))) EXECUTE FUNCTION public.procrastinate_notify_queue_abort_job_v1();
+
+CREATE TRIGGER procrastinate_jobs_notify_queue_job_inserted_v1 AFTER INSERT ON public.procrastinate_jobs FOR EACH ROW WHEN ((new.status = 'todo'::public.procrastinate_job_status)) EXECUTE FUNCTION public.procrastinate_notify_queue_job_inserted_v1();
+
+CREATE TRIGGER procrastinate_trigger_abort_requested_events_v1 AFTER UPDATE OF abort_requested ON public.procrastinate_jobs FOR EACH ROW WHEN ((new.abort_requested = true)) EXECUTE FUNCTION public.procrastinate_trigger_abort_requested_events_procedure_v1();
+
+CREATE TRIGGER procrastinate_trigger_delete_jobs_v1 BEFORE DELETE ON public.procrastinate_jobs FOR EACH ROW EXECUTE FUNCTION public.procrastinate_unlink_periodic_defers_v1();
+
+CREATE TRIGGER procrastinate_trigger_scheduled_events_v1 AFTER INSERT OR UPDATE ON public.procrastinate_jobs FOR EACH ROW WHEN (((new.scheduled_at IS NOT NULL) AND (new.status = 'todo'::public.procrastinate_job_status))) EXECUTE FUNCTION public.procrastinate_trigger_function_scheduled_events_v1();
+
+CREATE TRIGGER procrastinate_trigger_status_events_insert_v1 AFTER INSERT ON public.procrastinate_jobs FOR EACH ROW WHEN ((new.status = 'todo'::public.procrastinate_job_status)) EXECUTE FUNCTION public.procrastinate_trigger_function_status_events_insert_v1();
+
+CREATE TRIGGER procrastinate_trigger_status_events_update_v1 AFTER UPDATE OF status ON public.procrastinate_jobs FOR EACH ROW EXECUTE FUNCTION public.procrastinate_trigger_function_status_events_update_v1();
+
+CREATE TRIGGER products_touch BEFORE UPDATE ON public.products FOR EACH ROW EXECUTE FUNCTION public.bitloot_touch_updated_at();
+
+ALTER TABLE ONLY public.admin_audit_log
+    ADD CONSTRAINT admin_audit_log_order_id_fkey FOREIGN KEY (order_id) REFERENCES public.orders(id);
+
+ALTER TABLE ONLY public.email_outbox
+    ADD CONSTRAINT email_outbox_order_id_fkey FOREIGN KEY (order_id) REFERENCES public.orders(id);
+
+ALTER TABLE ONLY public.key_access_events
+    ADD CONSTRAINT key_access_events_order_id_fkey FOREIGN KEY (order_id) REFERENCES public.orders(id);
+
+ALTER TABLE ONLY public.key_delivery_logs
+    ADD CONSTRAINT key_delivery_logs_order_id_fkey FOREIGN KEY (order_id) REFERENCES public.orders(id);
+
+ALTER TABLE ONLY public.kinguin_orders
+    ADD CONSTRAINT kinguin_orders_order_id_fkey FOREIGN KEY (order_id) REFERENCES public.orders(id);
+
+ALTER TABLE ONLY public.order_events
+    ADD CONSTRAINT order_events_order_id_fkey FOREIGN KEY (order_id) REFERENCES public.orders(id);
+
+ALTER TABLE ONLY public.order_items
+    ADD CONSTRAINT order_items_order_id_fkey FOREIGN KEY (order_id) REFERENCES public.orders(id);
+
+ALTER TABLE ONLY public.order_items
+    ADD CONSTRAINT order_items_product_id_fkey FOREIGN KEY (product_id) REFERENCES public.products(product_id);
+
+ALTER TABLE ONLY public.payments
+    ADD CONSTRAINT payments_order_id_fkey FOREIGN KEY (order_id) REFERENCES public.orders(id);
+
+ALTER TABLE ONLY public.procrastinate_events
+    ADD CONSTRAINT procrastinate_events_job_id_fkey FOREIGN KEY (job_id) REFERENCES public.procrastinate_jobs(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.procrastinate_jobs
+    ADD CONSTRAINT procrastinate_jobs_worker_id_fkey FOREIGN KEY (worker_id) REFERENCES public.procrastinate_workers(id) ON DELETE SET NULL;
+
+ALTER TABLE ONLY public.procrastinate_periodic_defers
+    ADD CONSTRAINT procrastinate_periodic_defers_job_id_fkey FOREIGN KEY (job_id) REFERENCES public.procrastinate_jobs(id);
