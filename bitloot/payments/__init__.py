@@ -1,0 +1,1 @@
+"""NOWPayments: IPN signature checking, the API client and its models."""
