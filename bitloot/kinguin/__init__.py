@@ -1,0 +1,1 @@
+"""Kinguin eCommerce (ESA) API: models, errors and the async client."""

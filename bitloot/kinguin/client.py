@@ -1,0 +1,420 @@
+"""Async client of the Kinguin eCommerce (ESA) API (docs/external-apis.md, Part 1).
+
+Every call sends `X-Api-Key`, has a timeout, and is retried with exponential backoff and
+full jitter on timeouts, connection errors, 429 and 5xx (honouring `Retry-After`, capped
+at `backoff_max * 4`). Permanent errors raise at once.
+
+`place_order` is the one call that is not safe to repeat blindly: after a timeout or a 5xx
+the order may exist even though we never saw the answer. So on any such ambiguous failure
+it first searches by `orderExternalId` and returns the order it finds; only when there is
+none does it send the POST again. A reused `orderExternalId` is refused by Kinguin (its
+exact error kind is UNCONFIRMED), so a `ConstraintViolation` or `OrderFailed` answer also
+triggers the search: whichever way Kinguin reports the duplicate, the caller gets the one
+order that exists and never buys twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from types import TracebackType
+from typing import Any, Self, TypeVar
+from urllib.parse import quote
+
+import aiohttp
+import structlog
+from pydantic import BaseModel, ValidationError
+
+from bitloot.kinguin.errors import (
+    ConstraintViolationError,
+    KinguinConnectionError,
+    KinguinError,
+    KinguinPermanentError,
+    KinguinResponseError,
+    KinguinRetryableError,
+    KinguinTimeoutError,
+    OrderFailedError,
+    OrderNotFoundError,
+    ProductUnavailableError,
+    classify_error,
+    parse_retry_after,
+)
+from bitloot.kinguin.models import (
+    Balance,
+    ErrorBody,
+    Key,
+    Order,
+    OrderProductRequest,
+    OrderSearchResult,
+    PlaceOrderRequest,
+    Product,
+    dump_json,
+    load_json,
+)
+
+log = structlog.get_logger(__name__)
+
+OnCall = Callable[[str, float, str], None]
+"""Latency hook: `(endpoint, seconds, outcome)` once per HTTP attempt; outcome `ok` or an
+error's `outcome` label (`timeout`, `connection_error`, `rate_limited`, ...)."""
+
+Sleep = Callable[[float], Awaitable[None]]
+
+KEYS_PAGE_LIMIT = 100  # the documented maximum page size
+MAX_KEY_PAGES = 200  # far beyond 10 products x 1000 wholesale units / 100 per page
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class _Call:
+    endpoint: str
+    method: str
+    path: str
+    params: Mapping[str, str] | None = None
+    body: str | None = None
+    not_found: type[KinguinPermanentError] = KinguinResponseError
+
+
+class KinguinClient:
+    """Kinguin ESA API client; use as `async with KinguinClient(url, key) as kinguin:`.
+
+    `base_url` includes the API prefix, e.g. `https://gateway.kinguin.net/esa/api` or the
+    simulator's `http://127.0.0.1:PORT/kinguin`. `timeout` is per HTTP attempt, in seconds.
+    A given `session` is used as is and left open; otherwise the client owns one.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = 10,
+        max_attempts: int = 5,
+        backoff_base: float = 0.2,
+        backoff_max: float = 5,
+        session: aiohttp.ClientSession | None = None,
+        on_call: OnCall | None = None,
+        rng: random.Random | None = None,
+        sleep: Sleep | None = None,
+    ) -> None:
+        if not api_key:
+            raise ValueError("Kinguin api_key is empty")
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self._base_url = base_url.rstrip("/")
+        self._api_key = api_key
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._max_attempts = max_attempts
+        self._backoff_base = backoff_base
+        self._backoff_max = backoff_max
+        self._session = session
+        self._owns_session = session is None
+        self._on_call = on_call
+        self._rng = rng or random.Random()  # noqa: S311 (jitter, not security)
+        self._sleep: Sleep = sleep or asyncio.sleep
+
+    def __repr__(self) -> str:
+        return f"KinguinClient(base_url={self._base_url!r})"
+
+    async def __aenter__(self) -> Self:
+        self._ensure_session()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the HTTP session if this client created it."""
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # --- the API ----------------------------------------------------------------------
+
+    async def place_order(
+        self, products: list[OrderProductRequest], order_external_id: str
+    ) -> Order:
+        """Place an order (`POST /v2/order`, 201), never twice for one external id.
+
+        After an ambiguous failure (timeout, broken connection, 429/5xx) or a
+        `ConstraintViolation`/`OrderFailed` refusal, the order is first looked up by
+        `order_external_id` and returned if it exists; the POST is only re-sent when no
+        such order exists and the failure was retryable.
+        """
+        try:
+            request = PlaceOrderRequest(products=products, order_external_id=order_external_id)
+        except ValidationError as exc:
+            raise ConstraintViolationError("ConstraintViolation", None, _summarise(exc)) from None
+        call = _Call("place_order", "POST", "/v2/order", body=dump_json(request.to_wire()))
+        attempt = 1
+        while True:
+            try:
+                order = _parse(Order, await self._send(call))
+            except (ConstraintViolationError, OrderFailedError) as exc:
+                existing = await self._recover_order(order_external_id, exc)
+                if existing is None:
+                    raise
+                return existing
+            except KinguinRetryableError as exc:
+                if _may_have_reached_kinguin(exc):
+                    existing = await self._recover_order(order_external_id, exc)
+                    if existing is not None:
+                        return existing
+                if attempt >= self._max_attempts:
+                    self._log_gave_up(call.endpoint, attempt, exc)
+                    raise
+                await self._backoff(call.endpoint, attempt, exc)
+                attempt += 1
+            else:
+                log.info(
+                    "kinguin.order_placed",
+                    order_id=order.order_id,
+                    order_external_id=order_external_id,
+                    status=order.status,
+                )
+                return order
+
+    async def get_order(self, order_id: str) -> Order:
+        """Fetch one order (`GET /v1/order/{orderId}`); unknown ids raise OrderNotFoundError."""
+        path = f"/v1/order/{quote(order_id, safe='')}"
+        data = await self._call(_Call("get_order", "GET", path, not_found=OrderNotFoundError))
+        return _parse(Order, data)
+
+    async def find_order_by_external_id(self, external_id: str) -> Order | None:
+        """Search orders by our reference (`GET /v1/order?orderExternalId=`); None if absent."""
+        params = {"orderExternalId": external_id, "page": "1", "limit": "100"}
+        data = await self._call(_Call("find_order", "GET", "/v1/order", params=params))
+        # Whether the filter is exact or a prefix match is undocumented: compare ourselves.
+        matches = [
+            order
+            for order in _parse(OrderSearchResult, data).results
+            if order.order_external_id == external_id
+        ]
+        if len(matches) > 1:
+            log.warning(
+                "kinguin.duplicate_external_id",
+                order_external_id=external_id,
+                order_ids=[o.order_id for o in matches],
+            )
+        return matches[0] if matches else None
+
+    async def get_keys(self, order_id: str, *, page_size: int = KEYS_PAGE_LIMIT) -> list[Key]:
+        """Every key delivered so far (`GET /v2/order/{id}/keys`), paging to a short page."""
+        if not 1 <= page_size <= KEYS_PAGE_LIMIT:
+            raise ValueError(f"page_size must be between 1 and {KEYS_PAGE_LIMIT}")
+        path = f"/v2/order/{quote(order_id, safe='')}/keys"
+        keys: list[Key] = []
+        seen: set[str] = set()
+        for page in range(1, MAX_KEY_PAGES + 1):
+            params = {"page": str(page), "limit": str(page_size)}
+            call = _Call("get_keys", "GET", path, params=params, not_found=OrderNotFoundError)
+            batch = _parse_keys(await self._call(call))
+            # A key delivered between two pages may shift the list: keep each id once.
+            for key in batch:
+                if key.id not in seen:
+                    seen.add(key.id)
+                    keys.append(key)
+            if len(batch) < page_size:
+                return keys
+        raise KinguinResponseError("InvalidResponse", None, "too many pages of keys")
+
+    async def get_product(self, product_id: str) -> Product:
+        """Fetch a product by its string id (`GET /v2/products/{productId}`).
+
+        Kinguin may answer 404 for an unavailable product: that is ProductUnavailableError.
+        """
+        path = f"/v2/products/{quote(product_id, safe='')}"
+        call = _Call("get_product", "GET", path, not_found=ProductUnavailableError)
+        return _parse(Product, await self._call(call))
+
+    async def get_balance(self) -> Decimal:
+        """The account balance in EUR (`GET /v1/balance`)."""
+        data = await self._call(_Call("get_balance", "GET", "/v1/balance"))
+        return _parse(Balance, data).balance
+
+    # --- transport --------------------------------------------------------------------
+
+    def _ensure_session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            self._owns_session = True
+        return self._session
+
+    async def _call(self, call: _Call) -> Any:
+        """Send with retries on retryable errors; return the parsed JSON body."""
+        attempt = 1
+        while True:
+            try:
+                return await self._send(call)
+            except KinguinRetryableError as exc:
+                if attempt >= self._max_attempts:
+                    self._log_gave_up(call.endpoint, attempt, exc)
+                    raise
+                await self._backoff(call.endpoint, attempt, exc)
+                attempt += 1
+
+    async def _send(self, call: _Call) -> Any:
+        """One HTTP attempt: the parsed 2xx body, or a classified KinguinError."""
+        headers = {"X-Api-Key": self._api_key, "Accept": "application/json"}
+        if call.body is not None:
+            headers["Content-Type"] = "application/json"
+        started = time.monotonic()
+        outcome = "ok"
+        try:
+            status, raw, retry_after = await self._exchange(call, headers)
+            if 200 <= status < 300:
+                try:
+                    return load_json(raw)
+                except ValueError:
+                    raise KinguinResponseError(
+                        "InvalidResponse", status, "response body is not JSON"
+                    ) from None
+            raise self._error_from_response(status, raw, retry_after, call.not_found)
+        except KinguinError as exc:
+            outcome = exc.outcome
+            raise
+        finally:
+            self._report(call.endpoint, time.monotonic() - started, outcome)
+
+    async def _exchange(
+        self, call: _Call, headers: dict[str, str]
+    ) -> tuple[int, bytes, str | None]:
+        session = self._ensure_session()
+        try:
+            async with session.request(
+                call.method,
+                self._base_url + call.path,
+                params=call.params,
+                data=call.body,
+                headers=headers,
+                timeout=self._timeout,
+                raise_for_status=False,
+            ) as response:
+                raw = await response.read()
+                return response.status, raw, response.headers.get("Retry-After")
+        except TimeoutError:
+            detail = f"no response within {self._timeout.total}s"
+            raise KinguinTimeoutError("Timeout", None, detail) from None
+        except aiohttp.ClientConnectorError as exc:
+            detail = self._scrub(f"cannot connect: {exc}")
+            raise KinguinConnectionError(detail, request_sent=False) from None
+        except aiohttp.ClientError as exc:
+            detail = self._scrub(f"{type(exc).__name__}: {exc}")
+            raise KinguinConnectionError(detail, request_sent=True) from None
+
+    def _error_from_response(
+        self,
+        status: int,
+        raw: bytes,
+        retry_after: str | None,
+        not_found: type[KinguinPermanentError],
+    ) -> KinguinError:
+        body = ErrorBody()
+        try:
+            data = load_json(raw)
+            if isinstance(data, dict):
+                body = ErrorBody.model_validate(data)
+        except (ValueError, ValidationError):
+            pass  # a gateway's HTML error page: classify by status alone
+        detail = body.detail or body.type or body.title or f"HTTP {status}"
+        return classify_error(
+            status,
+            body.kind,
+            self._scrub(detail),
+            trace=body.trace,
+            property_path=body.property_path,
+            retry_after=parse_retry_after(retry_after),
+            not_found=not_found,
+        )
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._api_key, "***")
+
+    # --- retries and reporting --------------------------------------------------------
+
+    def _delay(self, attempt: int, exc: KinguinRetryableError) -> float:
+        if exc.retry_after is not None:
+            return min(exc.retry_after, self._backoff_max * 4)
+        ceiling = min(self._backoff_max, self._backoff_base * 2 ** (attempt - 1))
+        return self._rng.uniform(0, ceiling)
+
+    async def _backoff(self, endpoint: str, attempt: int, exc: KinguinRetryableError) -> None:
+        delay = self._delay(attempt, exc)
+        log.warning(
+            "kinguin.request_retry",
+            endpoint=endpoint,
+            attempt=attempt,
+            delay=round(delay, 3),
+            kind=exc.kind,
+            status=exc.status,
+        )
+        await self._sleep(delay)
+
+    def _log_gave_up(self, endpoint: str, attempt: int, exc: KinguinError) -> None:
+        log.warning(
+            "kinguin.request_failed",
+            endpoint=endpoint,
+            attempts=attempt,
+            kind=exc.kind,
+            status=exc.status,
+        )
+
+    async def _recover_order(self, order_external_id: str, cause: KinguinError) -> Order | None:
+        existing = await self.find_order_by_external_id(order_external_id)
+        if existing is not None:
+            log.warning(
+                "kinguin.order_recovered",
+                order_id=existing.order_id,
+                order_external_id=order_external_id,
+                cause=cause.kind,
+                status=existing.status,
+            )
+        return existing
+
+    def _report(self, endpoint: str, seconds: float, outcome: str) -> None:
+        if self._on_call is None:
+            return
+        try:
+            self._on_call(endpoint, seconds, outcome)
+        except Exception:
+            # Metrics must never break a purchase.
+            log.exception("kinguin.on_call_hook_failed", endpoint=endpoint)
+
+
+def _may_have_reached_kinguin(exc: KinguinRetryableError) -> bool:
+    # Only a refused connection proves the order was never seen; everything else
+    # (timeout, dropped connection, 429 from a proxy, 5xx) might follow a placed order.
+    return not (isinstance(exc, KinguinConnectionError) and not exc.request_sent)
+
+
+def _summarise(exc: ValidationError) -> str:
+    # Locations and error types only: the input (perhaps a serial) is never quoted.
+    parts = [
+        f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['type']}"
+        for err in exc.errors(include_input=False, include_url=False)[:5]
+    ]
+    return "; ".join(parts)
+
+
+def _parse(model: type[ModelT], data: Any) -> ModelT:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        detail = f"unexpected {model.__name__}: {_summarise(exc)}"
+        raise KinguinResponseError("InvalidResponse", None, detail) from None
+
+
+def _parse_keys(data: Any) -> list[Key]:
+    if not isinstance(data, list):
+        raise KinguinResponseError("InvalidResponse", None, "keys response is not an array")
+    return [_parse(Key, item) for item in data]
