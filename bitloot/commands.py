@@ -6,3 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 REGISTRARS: list[Callable[[Any], None]] = []
+
+from bitloot.auth.commands import register as _register_token  # noqa: E402
+
+REGISTRARS.append(_register_token)

@@ -1,0 +1,55 @@
+"""Prometheus metrics, kept in our own registry so tests and `/metrics` see only ours.
+
+Labels are bounded on purpose: routes are canonical paths (`/orders/{id}`), never raw
+paths, and unknown HTTP methods collapse into `OTHER`, so a scanner cannot grow the series.
+No label or value ever holds an id, a token or a key.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+
+REGISTRY = CollectorRegistry()
+
+HTTP_REQUEST_DURATION = Histogram(
+    "bitloot_http_request_duration_seconds",
+    "Time to answer an HTTP request, by method, route template and status.",
+    ["method", "route", "status"],
+    registry=REGISTRY,
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+HTTP_REQUESTS = Counter(
+    "bitloot_http_requests_total",
+    "HTTP requests answered, by method, route template and status.",
+    ["method", "route", "status"],
+    registry=REGISTRY,
+)
+
+# Imported by bitloot.fulfillment.collect: paid -> keys stored and the order fulfilled.
+TIME_TO_KEY = Histogram(
+    "bitloot_time_to_key_seconds",
+    "Seconds from an order being paid to its keys being stored and the order fulfilled.",
+    registry=REGISTRY,
+    buckets=(1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0),
+)
+
+_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def observe_http_request(method: str, route: str, status: int, seconds: float) -> None:
+    """Record one answered request (called by the access-log middleware)."""
+    label_method = method if method in _KNOWN_METHODS else "OTHER"
+    labels = {"method": label_method, "route": route, "status": str(status)}
+    HTTP_REQUEST_DURATION.labels(**labels).observe(seconds)
+    HTTP_REQUESTS.labels(**labels).inc()
+
+
+def exposition() -> tuple[bytes, str]:
+    """The registry in the Prometheus text format, and its content type (for `/metrics`)."""
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
