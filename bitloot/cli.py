@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from bitloot.config import ConfigError, Settings, load_settings
+from bitloot.wiring import StartupError
 
 EXIT_USAGE = 2
 
@@ -147,9 +148,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extra_commands() -> list[Callable[[Any], None]]:
     """Subcommands that domains register (kept out of this module to keep it small)."""
+    import importlib
+
     from bitloot import commands
 
-    return commands.REGISTRARS
+    registrars = []
+    for path in commands.REGISTRARS:
+        module, _, name = path.partition(":")
+        registrars.append(getattr(importlib.import_module(module), name))
+    return registrars
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -161,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
         handler: Handler = args.handler
         return handler(args, settings)
-    except (ConfigError, CommandError) as exc:
+    except (ConfigError, CommandError, StartupError) as exc:
         print(f"bitloot: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

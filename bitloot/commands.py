@@ -1,12 +1,12 @@
-"""Registry of subcommands defined outside `bitloot.cli` (serve, worker, sim, keys, ...)."""
+"""Subcommands defined outside `bitloot.cli`, as `module:register` paths imported lazily,
+so `bitloot --help` does not import the whole application."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
-REGISTRARS: list[Callable[[Any], None]] = []
-
-from bitloot.auth.commands import register as _register_token  # noqa: E402
-
-REGISTRARS.append(_register_token)
+REGISTRARS = [
+    "bitloot.auth.commands:register",
+    "bitloot.api.server:register",
+    "bitloot.worker:register",
+    "bitloot.sim.app:register",
+    "bitloot.vault.commands:register",
+]

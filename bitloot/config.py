@@ -60,6 +60,13 @@ class Settings(BaseSettings):
     kinguin_api_key: SecretStr | None = None
     kinguin_webhook_secret: SecretStr | None = None
     kinguin_max_polls: int = Field(default=10, ge=1, le=1000)
+    # First wait between two polls for keys; it doubles each poll, capped at 5 minutes.
+    kinguin_poll_interval: float = Field(default=2.0, gt=0, le=300)
+    kinguin_timeout: float = Field(default=10.0, gt=0, le=120)
+    # Paid orders not fulfilled after this long are re-checked by the reconciler.
+    reconcile_after_minutes: int = Field(default=10, ge=1)
+    # How long a delivered key stays downloadable.
+    key_retention_days: int = Field(default=365, ge=1)
 
     storage_url: str | None = None
     s3_endpoint_url: str | None = None
@@ -73,6 +80,9 @@ class Settings(BaseSettings):
     mail_from: str = "BitLoot <keys@bitloot.invalid>"
 
     log_format: Literal["json", "console"] | None = None
+    # /metrics on the API port only when explicitly public; otherwise on a localhost port.
+    metrics_public: bool = False
+    metrics_port: int = Field(default=9108, ge=0, le=65535)
     max_body_bytes: int = Field(default=64 * 1024, gt=0)
 
     @field_validator("public_url", "nowpayments_api_url", "kinguin_api_url")

@@ -36,7 +36,32 @@ TIME_TO_KEY = Histogram(
     "bitloot_time_to_key_seconds",
     "Seconds from an order being paid to its keys being stored and the order fulfilled.",
     registry=REGISTRY,
-    buckets=(1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0),
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0),
+)
+IPN_OUTCOMES = Counter(
+    "bitloot_ipn_total",
+    "NOWPayments IPNs received, by outcome (accepted, duplicate, bad_signature, malformed).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+KINGUIN_WEBHOOK_OUTCOMES = Counter(
+    "bitloot_kinguin_webhooks_total",
+    "Kinguin webhooks received, by outcome (accepted, duplicate, bad_secret, ignored, ...).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+KINGUIN_CALL_DURATION = Histogram(
+    "bitloot_kinguin_call_duration_seconds",
+    "Kinguin API call attempts, by endpoint and outcome.",
+    ["endpoint", "outcome"],
+    registry=REGISTRY,
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+JOB_OUTCOMES = Counter(
+    "bitloot_jobs_total",
+    "Jobs run by this worker, by task and outcome (succeeded, retried, failed).",
+    ["task", "outcome"],
+    registry=REGISTRY,
 )
 
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})

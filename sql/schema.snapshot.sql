@@ -655,6 +655,8 @@ CREATE TABLE public.orders (
     invoice_id text,
     invoice_url text,
     invoice_error text,
+    kinguin_placement_started_at timestamp with time zone,
+    idempotency_key text,
     paid_at timestamp with time zone,
     fulfilled_at timestamp with time zone,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
@@ -664,6 +666,7 @@ CREATE TABLE public.orders (
     CONSTRAINT orders_currency_check CHECK ((currency ~ '^[a-z]{3}$'::text)),
     CONSTRAINT orders_email_check CHECK ((email ~ '^[^@\s]+@[^@\s]+$'::text)),
     CONSTRAINT orders_fulfillment_status_check CHECK ((fulfillment_status = ANY (ARRAY['pending'::text, 'processing'::text, 'fulfilled'::text, 'failed'::text]))),
+    CONSTRAINT orders_idempotency_key_check CHECK (((length(idempotency_key) >= 1) AND (length(idempotency_key) <= 200))),
     CONSTRAINT orders_status_check CHECK ((status = ANY (ARRAY['created'::text, 'waiting'::text, 'confirming'::text, 'paid'::text, 'fulfilled'::text, 'underpaid'::text, 'failed'::text, 'expired'::text, 'refunded'::text]))),
     CONSTRAINT orders_total_amount_check CHECK ((total_amount > (0)::numeric))
 );
@@ -677,6 +680,10 @@ COMMENT ON COLUMN public.orders.status_reason IS 'Why the order is in its curren
 COMMENT ON COLUMN public.orders.fulfillment_error IS 'The last fulfillment failure, shown to admins.';
 
 COMMENT ON COLUMN public.orders.invoice_error IS 'Why creating the NOWPayments invoice failed (order stays created).';
+
+COMMENT ON COLUMN public.orders.kinguin_placement_started_at IS 'Set (and committed) before the Kinguin order is placed: a retry that finds it set but no kinguin_orders row looks the order up by orderExternalId instead of buying again.';
+
+COMMENT ON COLUMN public.orders.idempotency_key IS 'The Idempotency-Key header of POST /orders: a retried request returns this order.';
 
 CREATE VIEW public.delivery_audit_trail AS
  SELECT k.order_id,
@@ -1087,6 +1094,9 @@ ALTER TABLE ONLY public.order_items
 
 ALTER TABLE ONLY public.order_status_transitions
     ADD CONSTRAINT order_status_transitions_pkey PRIMARY KEY (from_status, to_status);
+
+ALTER TABLE ONLY public.orders
+    ADD CONSTRAINT orders_idempotency_key_key UNIQUE (idempotency_key);
 
 ALTER TABLE ONLY public.orders
     ADD CONSTRAINT orders_invoice_id_key UNIQUE (invoice_id);

@@ -51,7 +51,13 @@ def create_app(
     return app
 
 
-def run_app(app: web.Application, host: str, port: int, *, shutdown_timeout: float = 30) -> None:
+def run_app(
+    app: web.Application | Awaitable[web.Application],
+    host: str,
+    port: int,
+    *,
+    shutdown_timeout: float = 30,
+) -> None:
     """Serve `app` until SIGTERM or SIGINT, then drain in-flight requests for up to
     `shutdown_timeout` seconds and run the cleanup hooks."""
     url = f"http://{_url_host(host)}:{port}"

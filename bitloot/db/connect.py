@@ -29,9 +29,15 @@ def open_pool(conninfo: str, *, min_size: int = 1, max_size: int = 10) -> AsyncC
         min_size=min_size,
         max_size=max_size,
         open=False,
-        kwargs={"autocommit": True},
+        # Set per connection rather than as a connect() kwarg: procrastinate opens its
+        # LISTEN connection with the pool's kwargs plus its own autocommit=True.
+        configure=_autocommit,
         name="bitloot",
     )
+
+
+async def _autocommit(conn: psycopg.AsyncConnection[Any]) -> None:
+    await conn.set_autocommit(True)
 
 
 async def set_actor(

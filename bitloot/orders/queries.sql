@@ -13,3 +13,49 @@ SELECT product_id, name, price, currency, max_cost, text_only, active
 -- name: products_by_ids
 SELECT product_id, name, price, currency, max_cost, text_only, active
   FROM products WHERE product_id = ANY(%(ids)s);
+
+-- name: insert_order
+INSERT INTO orders (user_id, email, currency, total_amount, idempotency_key)
+VALUES (%(user_id)s, %(email)s, %(currency)s, %(total_amount)s, %(idempotency_key)s)
+ON CONFLICT (idempotency_key) DO NOTHING
+RETURNING id;
+
+-- name: insert_order_item
+INSERT INTO order_items (order_id, product_id, qty, unit_price, max_cost)
+VALUES (%(order_id)s, %(product_id)s, %(qty)s, %(unit_price)s, %(max_cost)s);
+
+-- name: order_by_idempotency_key
+SELECT id FROM orders WHERE idempotency_key = %(key)s;
+
+-- name: record_invoice
+UPDATE orders
+   SET status = 'waiting', invoice_id = %(invoice_id)s, invoice_url = %(invoice_url)s,
+       invoice_error = NULL
+ WHERE id = %(order_id)s AND status = 'created'
+RETURNING id;
+
+-- name: record_invoice_error
+UPDATE orders SET invoice_error = %(error)s WHERE id = %(order_id)s AND status = 'created';
+
+-- name: get_order
+SELECT o.id, o.user_id, o.email, o.currency, o.total_amount, o.status, o.fulfillment_status,
+       o.status_reason, o.fulfillment_error, o.invoice_url, o.invoice_error, o.paid_at,
+       o.fulfilled_at, o.created_at, o.updated_at,
+       coalesce((SELECT json_agg(json_build_object(
+                    'productId', i.product_id, 'name', p.name, 'qty', i.qty,
+                    'unitPrice', i.unit_price::text) ORDER BY i.product_id)
+                   FROM order_items i JOIN products p USING (product_id)
+                  WHERE i.order_id = o.id), '[]'::json) AS items
+  FROM orders o
+ WHERE o.id = %(order_id)s
+   -- Ownership is decided here: an admin, the signed-in owner, or a token for this order.
+   AND (%(is_admin)s OR o.user_id = %(user_id)s OR o.id = %(token_order_id)s);
+
+-- name: lock_order
+SELECT id, currency, total_amount, status, fulfillment_status
+  FROM orders WHERE id = %(order_id)s FOR UPDATE;
+
+-- name: move_order_status
+UPDATE orders SET status = %(to_status)s, status_reason = %(reason)s
+ WHERE id = %(order_id)s AND status = ANY(%(from_statuses)s)
+RETURNING id;

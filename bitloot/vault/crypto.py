@@ -114,7 +114,7 @@ class PlaintextKey(_Secret):
 class MasterKeyRing:
     """The configured master keys: the first one wraps new data keys, all of them unwrap."""
 
-    __slots__ = ("_aeads", "_ids")
+    __slots__ = ("_aeads", "_derived", "_ids")
 
     def __init__(self, keys: list[tuple[str, bytes]]) -> None:
         if not keys:
@@ -128,6 +128,13 @@ class MasterKeyRing:
             if len(material) != KEY_BYTES:
                 raise ValueError(f"master key {key_id!r} must be {KEY_BYTES} bytes")
         self._aeads = {key_id: AESGCM(material) for key_id, material in keys}
+        # Sub-keys for other purposes (order tokens, local URL signing), derived up front so
+        # the master key bytes themselves are not kept around beyond the AEAD objects.
+        self._derived = {
+            (key_id, purpose): _hkdf(material, purpose)
+            for key_id, material in keys
+            for purpose in DERIVED_PURPOSES
+        }
 
     @classmethod
     def parse(cls, value: str) -> MasterKeyRing:
@@ -184,6 +191,14 @@ class MasterKeyRing:
                 f"(configured: {', '.join(self._ids)})"
             ) from None
 
+    def derived_key(self, purpose: bytes, key_id: str | None = None) -> bytes:
+        """A 32-byte key for `purpose` (one of DERIVED_PURPOSES) derived with HKDF from a
+        master key (the active one by default); never the master key itself."""
+        try:
+            return self._derived[(key_id or self.active_id, purpose)]
+        except KeyError:
+            raise VaultError("no such master key or derived-key purpose") from None
+
     def __repr__(self) -> str:
         return f"MasterKeyRing(ids={list(self._ids)!r}, active={self.active_id!r})"
 
@@ -191,6 +206,18 @@ class MasterKeyRing:
 
     def __reduce__(self) -> str | tuple[object, ...]:
         raise TypeError("MasterKeyRing cannot be pickled")
+
+
+ORDER_TOKEN_PURPOSE = b"bitloot order tokens v1"
+LOCAL_URL_PURPOSE = b"bitloot local object urls v1"
+DERIVED_PURPOSES = (ORDER_TOKEN_PURPOSE, LOCAL_URL_PURPOSE)
+
+
+def _hkdf(material: bytes, purpose: bytes) -> bytes:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose).derive(material)
 
 
 def _decode_master_key(encoded: str, where: str) -> bytes:

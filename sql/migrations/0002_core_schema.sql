@@ -103,6 +103,8 @@ CREATE TABLE orders (
     invoice_id         text UNIQUE,
     invoice_url        text,
     invoice_error      text,
+    kinguin_placement_started_at timestamptz,
+    idempotency_key    text UNIQUE CHECK (length(idempotency_key) BETWEEN 1 AND 200),
     paid_at            timestamptz,
     fulfilled_at       timestamptz,
     created_at         timestamptz NOT NULL DEFAULT now(),
@@ -120,6 +122,11 @@ COMMENT ON COLUMN orders.user_id IS 'The JWT sub of a signed-in customer; NULL f
 COMMENT ON COLUMN orders.status_reason IS 'Why the order is in its current status (e.g. underpaid by 0.50).';
 COMMENT ON COLUMN orders.fulfillment_error IS 'The last fulfillment failure, shown to admins.';
 COMMENT ON COLUMN orders.invoice_error IS 'Why creating the NOWPayments invoice failed (order stays created).';
+COMMENT ON COLUMN orders.kinguin_placement_started_at IS
+    'Set (and committed) before the Kinguin order is placed: a retry that finds it set but no '
+    'kinguin_orders row looks the order up by orderExternalId instead of buying again.';
+COMMENT ON COLUMN orders.idempotency_key IS
+    'The Idempotency-Key header of POST /orders: a retried request returns this order.';
 CREATE INDEX orders_user_created_idx ON orders (user_id, created_at DESC, id DESC)
     WHERE user_id IS NOT NULL;
 CREATE INDEX orders_created_idx ON orders (created_at DESC, id DESC);

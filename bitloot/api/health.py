@@ -1,0 +1,47 @@
+"""`/healthz` (the process is up), `/readyz` (database reachable, schema current), `/metrics`."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from bitloot.api.context import context
+from bitloot.api.errors import ServiceUnavailable
+from bitloot.db.migrate import pending_migrations
+from bitloot.metrics import exposition
+
+routes = web.RouteTableDef()
+metrics_routes = web.RouteTableDef()
+
+READY_TIMEOUT = 3.0
+
+
+@routes.get("/healthz")
+async def healthz(_request: web.Request) -> web.Response:
+    """Liveness: answers as long as the event loop does."""
+    return web.json_response({"status": "ok"})
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: the database answers and no migration is pending."""
+    ctx = context(request)
+    try:
+        async with asyncio.timeout(READY_TIMEOUT):
+            async with ctx.pool.connection() as conn:
+                await conn.execute("SELECT 1")
+            # yoyo is synchronous: keep it off the event loop.
+            pending = await asyncio.to_thread(pending_migrations, ctx.conninfo)
+    except Exception:
+        raise ServiceUnavailable("The database is not reachable.", retry_after=5) from None
+    if pending:
+        raise ServiceUnavailable(f"{len(pending)} migration(s) pending: run `bitloot migrate`.")
+    return web.json_response({"status": "ready", "database": "ok", "migrations": "current"})
+
+
+@metrics_routes.get("/metrics")
+async def metrics(_request: web.Request) -> web.Response:
+    """Prometheus text exposition of this process's metrics."""
+    body, content_type = exposition()
+    return web.Response(body=body, headers={"Content-Type": content_type})

@@ -1,0 +1,117 @@
+"""`bitloot serve`: the HTTP API, wired from the checked core of `bitloot.wiring`."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+
+import structlog
+from aiohttp import web
+
+from bitloot.api.app import create_app, run_app
+from bitloot.api.context import CONTEXT, ApiContext
+from bitloot.api.health import metrics_routes
+from bitloot.api.health import routes as health_routes
+from bitloot.auth.tokens import TokenVerifier
+from bitloot.config import Settings
+from bitloot.kinguin.routes import routes as kinguin_routes
+from bitloot.logs import configure_logging
+from bitloot.orders.routes import routes as order_routes
+from bitloot.payments.ipn import PaymentPolicy
+from bitloot.payments.nowpayments import NowPaymentsClient
+from bitloot.payments.routes import routes as payment_routes
+from bitloot.queue import queue_app
+from bitloot.storage.local import LocalObjectStorage, local_objects_routes
+from bitloot.vault.crypto import ORDER_TOKEN_PURPOSE
+from bitloot.wiring import Core, open_core
+
+log = structlog.get_logger(__name__)
+
+REQUIRED_FOR_SERVE = ("nowpayments_api_key", "nowpayments_ipn_secret", "kinguin_webhook_secret")
+
+
+def route_tables(settings: Settings) -> list[web.RouteTableDef]:
+    """Every route table of the API (metrics only when they are public)."""
+    tables = [health_routes, order_routes, payment_routes, kinguin_routes]
+    if settings.metrics_public:
+        tables.append(metrics_routes)
+    return tables
+
+
+def api_context(core: Core, nowpayments: NowPaymentsClient) -> ApiContext:
+    """The handlers' context from an opened core."""
+    settings = core.settings
+    return ApiContext(
+        settings=settings,
+        conninfo=core.conninfo,
+        pool=core.pool,
+        ring=core.ring,
+        storage=core.storage,
+        verifier=TokenVerifier(
+            settings, order_token_secret=core.ring.derived_key(ORDER_TOKEN_PURPOSE)
+        ),
+        nowpayments=nowpayments,
+        policy=PaymentPolicy(paid_on=settings.paid_on, tolerance=settings.payment_tolerance),
+    )
+
+
+async def build_app(settings: Settings) -> web.Application:
+    """Open everything the API needs and return the application that will close it."""
+    stack = AsyncExitStack()
+    try:
+        core = await open_core(settings, stack)
+        api_key = settings.nowpayments_api_key
+        nowpayments = await stack.enter_async_context(
+            NowPaymentsClient(
+                settings.nowpayments_api_url, api_key.get_secret_value() if api_key else ""
+            )
+        )
+        await stack.enter_async_context(queue_app.open_async(core.pool))
+        if not settings.metrics_public and settings.metrics_port:
+            await _serve_metrics_locally(settings.metrics_port, stack)
+    except BaseException:
+        await stack.aclose()
+        raise
+
+    async def close_everything(_app: web.Application) -> AsyncIterator[None]:
+        yield
+        await stack.aclose()
+
+    app = create_app(
+        settings=settings, route_tables=route_tables(settings), cleanup_ctx=[close_everything]
+    )
+    app[CONTEXT] = api_context(core, nowpayments)
+    if isinstance(core.storage, LocalObjectStorage):
+        app.add_routes(local_objects_routes(core.storage))
+    return app
+
+
+async def _serve_metrics_locally(port: int, stack: AsyncExitStack) -> None:
+    metrics_app = web.Application()
+    metrics_app.add_routes(metrics_routes)
+    runner = web.AppRunner(metrics_app, access_log=None)
+    await runner.setup()
+    stack.push_async_callback(runner.cleanup)
+    try:
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        log.info("metrics.listening", url=f"http://127.0.0.1:{port}/metrics")
+    except OSError:
+        # Another process on this machine already serves them there (several API servers).
+        log.warning("metrics.port_in_use", port=port)
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the API until SIGTERM/SIGINT."""
+    settings.require(*REQUIRED_FOR_SERVE)
+    configure_logging(settings.log_format)
+    run_app(build_app(settings), args.host, args.port)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add `bitloot serve`."""
+    serve = sub.add_parser("serve", help="run the HTTP API")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.set_defaults(handler=cmd_serve)

@@ -1,0 +1,1 @@
+"""Fulfillment: a paid order becomes delivered keys, exactly once, whatever fails between."""

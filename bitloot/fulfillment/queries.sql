@@ -1,0 +1,46 @@
+-- name: lock_order
+SELECT id, status, fulfillment_status, kinguin_placement_started_at, paid_at
+  FROM orders WHERE id = %(order_id)s FOR UPDATE;
+
+-- name: start_processing
+UPDATE orders SET fulfillment_status = 'processing', fulfillment_error = NULL
+ WHERE id = %(order_id)s AND status = 'paid' AND fulfillment_status = 'pending';
+
+-- name: order_lines
+SELECT i.product_id, i.qty, i.max_cost, p.text_only, p.name
+  FROM order_items i JOIN products p USING (product_id)
+ WHERE i.order_id = %(order_id)s ORDER BY i.product_id;
+
+-- name: mark_placement_started
+UPDATE orders SET kinguin_placement_started_at = coalesce(kinguin_placement_started_at, now())
+ WHERE id = %(order_id)s;
+
+-- name: kinguin_order_for
+SELECT kinguin_order_id, status, polls FROM kinguin_orders WHERE order_id = %(order_id)s;
+
+-- name: record_kinguin_order
+INSERT INTO kinguin_orders (order_id, kinguin_order_id, status, payment_price)
+VALUES (%(order_id)s, %(kinguin_order_id)s, %(status)s, %(payment_price)s)
+ON CONFLICT (order_id) DO NOTHING;
+
+-- name: update_kinguin_status
+UPDATE kinguin_orders SET status = %(status)s WHERE order_id = %(order_id)s;
+
+-- name: bump_polls
+UPDATE kinguin_orders SET polls = polls + 1 WHERE order_id = %(order_id)s RETURNING polls;
+
+-- name: mark_failed
+UPDATE orders SET fulfillment_status = 'failed', fulfillment_error = %(reason)s
+ WHERE id = %(order_id)s AND fulfillment_status IN ('pending', 'processing');
+
+-- name: insert_key_row
+INSERT INTO key_delivery_logs (order_id, key_id, product_id, object_key, content_type,
+                               wrapped_data_key, master_key_id, expires_at)
+VALUES (%(order_id)s, %(key_id)s, %(product_id)s, %(object_key)s, %(content_type)s,
+        %(wrapped_data_key)s, %(master_key_id)s, now() + make_interval(days => %(retention_days)s))
+ON CONFLICT (order_id, key_id) DO NOTHING;
+
+-- name: mark_fulfilled
+UPDATE orders SET status = 'fulfilled', fulfillment_status = 'fulfilled'
+ WHERE id = %(order_id)s AND status = 'paid' AND fulfillment_status = 'processing'
+RETURNING extract(epoch FROM (fulfilled_at - paid_at))::float8 AS seconds_to_key;

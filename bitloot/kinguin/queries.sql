@@ -1,0 +1,17 @@
+-- name: order_for_event
+-- The order an event is about: by the Kinguin order we recorded, else by orderExternalId
+-- (the webhook can beat the worker's own record of a freshly placed order).
+SELECT o.id, o.status, o.fulfillment_status, k.kinguin_order_id, k.status_updated_at
+  FROM orders o
+  LEFT JOIN kinguin_orders k ON k.order_id = o.id
+ WHERE k.kinguin_order_id = %(kinguin_order_id)s
+    OR o.id = %(external_id)s
+ ORDER BY (k.kinguin_order_id = %(kinguin_order_id)s) DESC NULLS LAST
+ LIMIT 1
+   FOR UPDATE OF o;
+
+-- name: advance_watermark
+UPDATE kinguin_orders
+   SET status = %(status)s, status_updated_at = %(updated_at)s
+ WHERE order_id = %(order_id)s
+   AND (status_updated_at IS NULL OR status_updated_at < %(updated_at)s);

@@ -1,0 +1,86 @@
+"""`POST /webhooks/kinguin`: a shared secret in `X-Event-Secret`, compared in constant time."""
+
+from __future__ import annotations
+
+import hmac
+import json
+
+import structlog
+from aiohttp import web
+from pydantic import ValidationError
+
+from bitloot.api.context import context
+from bitloot.api.errors import BadRequest, Unauthorized
+from bitloot.db.connect import set_actor
+from bitloot.fulfillment.tasks import defer_fulfillment
+from bitloot.kinguin import webhook
+from bitloot.kinguin.models import OrderStatusEvent
+from bitloot.metrics import KINGUIN_WEBHOOK_OUTCOMES
+
+routes = web.RouteTableDef()
+log = structlog.get_logger(__name__)
+
+ORDER_EVENTS = ("order.status", "order.complete")  # order.complete is deprecated but still sent
+KNOWN_EVENTS = (*ORDER_EVENTS, "product.update")
+
+
+@routes.post("/webhooks/kinguin")
+async def kinguin_webhook(request: web.Request) -> web.Response:
+    """204 when accepted or a duplicate; 401 for a missing or wrong secret; 400 malformed."""
+    ctx = context(request)
+    expected = ctx.settings.kinguin_webhook_secret
+    given = request.headers.get("X-Event-Secret", "")
+    if (
+        expected is None
+        or not given
+        or not hmac.compare_digest(given.encode(), expected.get_secret_value().encode())
+    ):
+        KINGUIN_WEBHOOK_OUTCOMES.labels(outcome="bad_secret").inc()
+        log.warning("kinguin_webhook.rejected", reason="secret" if given else "no_secret")
+        raise Unauthorized("Missing or invalid X-Event-Secret.")
+    event_name = request.headers.get("X-Event-Name", "")
+    raw = await request.read()
+    try:
+        body = json.loads(raw)
+        if not isinstance(body, dict):
+            raise ValueError("not an object")
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("The body is not a JSON object.") from None
+    if event_name not in KNOWN_EVENTS:
+        KINGUIN_WEBHOOK_OUTCOMES.labels(outcome="ignored").inc()
+        log.info("kinguin_webhook.ignored", event=event_name[:40])
+        return web.Response(status=204)
+    if event_name == "product.update":
+        KINGUIN_WEBHOOK_OUTCOMES.labels(outcome="product_update").inc()
+        return web.Response(status=204)
+
+    try:
+        event = OrderStatusEvent.model_validate(
+            body if event_name == "order.status" else {**body, "status": "completed"}
+        )
+    except ValidationError:
+        raise BadRequest("The order event is missing or has invalid fields.") from None
+    dedup = f"{event.order_id}:{event.status}:{event.updated_at.isoformat()}"
+    async with ctx.pool.connection() as conn, conn.transaction():
+        await set_actor(conn, "kinguin", f"webhook {event_name} {event.status}")
+        event_id = await webhook.store_event(
+            conn,
+            event_name=event_name,
+            dedup_key=dedup,
+            external_id=event.order_id,
+            order_id=webhook._uuid(event.order_external_id),
+            raw_body=raw.decode("utf-8"),
+        )
+        if event_id is None:
+            result = webhook.WebhookOutcome("duplicate", duplicate=True)
+        else:
+            result = await webhook.apply_order_status(conn, event, defer_fulfillment)
+            await webhook.finish_event(conn, event_id, result)
+    KINGUIN_WEBHOOK_OUTCOMES.labels(outcome="duplicate" if result.duplicate else "accepted").inc()
+    log.info(
+        "kinguin_webhook.accepted",
+        kinguin_order_id=event.order_id,
+        status=event.status,
+        outcome=result.outcome,
+    )
+    return web.Response(status=204)

@@ -1,0 +1,68 @@
+"""What clients send to and get from the order endpoints."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+
+ProductId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+
+
+class OrderItemIn(BaseModel):
+    """One line of an order: a catalog product and how many keys of it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    productId: ProductId
+    qty: int = Field(ge=1, le=9)
+
+
+class CreateOrderIn(BaseModel):
+    """`POST /orders` body. The client never sets an amount: prices come from `products`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: EmailStr
+    items: list[OrderItemIn] = Field(min_length=1, max_length=10)
+
+
+class OrderItemOut(BaseModel):
+    """An order line as stored, with the price charged."""
+
+    productId: str
+    name: str
+    qty: int
+    unitPrice: Decimal
+
+
+class CreatedOrderOut(BaseModel):
+    """`POST /orders` response."""
+
+    id: uuid.UUID
+    status: str
+    totalAmount: Decimal
+    currency: str
+    invoiceUrl: str | None
+    accessToken: str
+
+
+class OrderOut(BaseModel):
+    """`GET /orders/{id}` response: the order and its statuses."""
+
+    id: uuid.UUID
+    email: str
+    status: str
+    fulfillmentStatus: str
+    statusReason: str | None
+    totalAmount: Decimal
+    currency: str
+    invoiceUrl: str | None
+    items: list[OrderItemOut]
+    paidAt: datetime | None
+    fulfilledAt: datetime | None
+    createdAt: datetime
+    updatedAt: datetime

@@ -1,0 +1,118 @@
+"""`POST /orders` and `GET /orders/{id}`: thin handlers over the order service."""
+
+from __future__ import annotations
+
+import uuid
+
+import structlog
+from aiohttp import web
+
+from bitloot.api.bodies import read_model
+from bitloot.api.context import ApiContext, context
+from bitloot.api.errors import BadGateway, NotFound, UnprocessableEntity
+from bitloot.auth.http import authenticate, authenticate_optional
+from bitloot.db.connect import set_actor
+from bitloot.orders import service
+from bitloot.orders.models import CreatedOrderOut, CreateOrderIn
+from bitloot.payments.nowpayments import NowPaymentsError
+
+routes = web.RouteTableDef()
+log = structlog.get_logger(__name__)
+
+MAX_IDEMPOTENCY_KEY = 200
+
+
+@routes.post("/orders")
+async def create_order(request: web.Request) -> web.Response:
+    """Create an order priced on the server, open its NOWPayments invoice, return both."""
+    ctx = context(request)
+    principal = await authenticate_optional(request, ctx.verifier)
+    user_id = principal.subject if principal and principal.kind in ("user", "admin") else None
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY:
+        raise UnprocessableEntity([{"loc": ["header", "Idempotency-Key"], "msg": "1 to 200 chars"}])
+    body = await read_model(request, CreateOrderIn)
+
+    async with ctx.pool.connection() as conn, conn.transaction():
+        await set_actor(conn, f"user:{user_id}" if user_id else "guest")
+        try:
+            priced = await service.price_order(conn, body)
+        except service.OrderRejected as exc:
+            raise UnprocessableEntity(exc.problems) from None
+        order_id, created = await service.insert_order(
+            conn, priced=priced, email=str(body.email), user_id=user_id, idempotency_key=key
+        )
+        stored = await service.get_order(conn, order_id, service.Access(is_admin=True))
+    assert stored is not None
+    if not created and (stored.view.email != str(body.email) or stored.user_id != user_id):
+        raise UnprocessableEntity(
+            [{"loc": ["header", "Idempotency-Key"], "msg": "already used for another order"}]
+        )
+    invoice_url = stored.view.invoiceUrl
+    if stored.view.status == "created":
+        invoice_url = await _open_invoice(ctx, order_id, stored.view.totalAmount, priced.currency)
+    answer = CreatedOrderOut(
+        id=order_id,
+        status="waiting" if stored.view.status == "created" else stored.view.status,
+        totalAmount=stored.view.totalAmount,
+        currency=stored.view.currency,
+        invoiceUrl=invoice_url,
+        accessToken=ctx.verifier.mint_order_token(order_id),
+    )
+    log.info("order.created" if created else "order.replayed", order_id=str(order_id))
+    return web.json_response(
+        answer.model_dump(mode="json"),
+        status=201,
+        headers={"Location": f"/orders/{order_id}"},
+    )
+
+
+async def _open_invoice(ctx: ApiContext, order_id: uuid.UUID, total: object, currency: str) -> str:
+    """Ask NOWPayments for the invoice (outside any transaction) and record the answer."""
+    public = ctx.settings.public_url
+    try:
+        invoice = await ctx.nowpayments.create_invoice(
+            price_amount=total,  # type: ignore[arg-type]
+            price_currency=currency,
+            order_id=str(order_id),
+            order_description=f"BitLoot order {order_id}",
+            ipn_callback_url=f"{public}/webhooks/nowpayments",
+            # No token here: this URL is shown to NOWPayments; the key page asks for the link.
+            success_url=f"{public}/orders/{order_id}/key",
+        )
+    except NowPaymentsError as exc:
+        async with ctx.pool.connection() as conn, conn.transaction():
+            await service.record_invoice_error(
+                conn, order_id, f"NOWPayments {exc.code or exc.status or 'error'}"
+            )
+        log.warning("order.invoice_failed", order_id=str(order_id), code=exc.code)
+        raise BadGateway(
+            "The payment provider did not create the invoice; retry the same request "
+            "(with the same Idempotency-Key) shortly.",
+            retry_after=exc.retry_after or 5,
+        ) from None
+    async with ctx.pool.connection() as conn, conn.transaction():
+        await set_actor(conn, "api", "invoice created")
+        await service.record_invoice(conn, order_id, invoice.id, invoice.invoice_url)
+    return invoice.invoice_url
+
+
+@routes.get("/orders/{order_id}")
+async def get_order(request: web.Request) -> web.Response:
+    """The order and its statuses, for its owner, its order token, or an admin."""
+    ctx = context(request)
+    principal = await authenticate(request, ctx.verifier)
+    order_id = parse_order_id(request)
+    async with ctx.pool.connection() as conn:
+        stored = await service.get_order(conn, order_id, service.Access.of(principal))
+    if stored is None:
+        raise NotFound("No such order.")
+    return web.json_response(stored.view.model_dump(mode="json"))
+
+
+def parse_order_id(request: web.Request) -> uuid.UUID:
+    """The `{order_id}` path segment; a malformed id is the same 404 as a missing order."""
+    try:
+        return uuid.UUID(request.match_info["order_id"])
+    except ValueError:
+        raise NotFound("No such order.") from None

@@ -1,0 +1,44 @@
+-- name: insert_webhook_event
+INSERT INTO webhook_events (provider, dedup_key, event_type, external_id, order_id, raw_body,
+                            signature_variant)
+VALUES (%(provider)s, %(dedup_key)s, %(event_type)s, %(external_id)s, %(order_id)s,
+        %(raw_body)s, %(signature_variant)s)
+ON CONFLICT (provider, dedup_key) DO NOTHING
+RETURNING id;
+
+-- name: finish_webhook_event
+UPDATE webhook_events
+   SET processed_at = now(), outcome = %(outcome)s, needs_attention = %(needs_attention)s
+ WHERE id = %(id)s;
+
+-- name: upsert_payment
+-- A payment only moves to a higher-ranked status, so a replayed or late IPN changes nothing;
+-- the RETURNING row tells the caller whether this IPN moved it.
+INSERT INTO payments AS p (payment_id, order_id, invoice_id, parent_payment_id, status,
+                           price_amount, price_currency, pay_amount, pay_currency, actually_paid,
+                           actually_paid_at_fiat, outcome_amount, outcome_currency,
+                           provider_updated_at)
+VALUES (%(payment_id)s, %(order_id)s, %(invoice_id)s, %(parent_payment_id)s, %(status)s,
+        %(price_amount)s, %(price_currency)s, %(pay_amount)s, %(pay_currency)s,
+        %(actually_paid)s, %(actually_paid_at_fiat)s, %(outcome_amount)s, %(outcome_currency)s,
+        %(provider_updated_at)s)
+ON CONFLICT (payment_id) DO UPDATE
+   SET status = EXCLUDED.status,
+       invoice_id = coalesce(EXCLUDED.invoice_id, p.invoice_id),
+       parent_payment_id = coalesce(EXCLUDED.parent_payment_id, p.parent_payment_id),
+       price_amount = coalesce(EXCLUDED.price_amount, p.price_amount),
+       price_currency = coalesce(EXCLUDED.price_currency, p.price_currency),
+       pay_amount = coalesce(EXCLUDED.pay_amount, p.pay_amount),
+       pay_currency = coalesce(EXCLUDED.pay_currency, p.pay_currency),
+       actually_paid = coalesce(EXCLUDED.actually_paid, p.actually_paid),
+       actually_paid_at_fiat = coalesce(EXCLUDED.actually_paid_at_fiat, p.actually_paid_at_fiat),
+       outcome_amount = coalesce(EXCLUDED.outcome_amount, p.outcome_amount),
+       outcome_currency = coalesce(EXCLUDED.outcome_currency, p.outcome_currency),
+       provider_updated_at = coalesce(EXCLUDED.provider_updated_at, p.provider_updated_at),
+       last_ipn_at = now()
+ WHERE p.order_id = EXCLUDED.order_id
+   AND bitloot_payment_status_rank(EXCLUDED.status) > bitloot_payment_status_rank(p.status)
+RETURNING payment_id;
+
+-- name: payment_order
+SELECT order_id FROM payments WHERE payment_id = %(payment_id)s;

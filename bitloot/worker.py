@@ -1,0 +1,119 @@
+"""`bitloot worker`: procrastinate workers for fulfillment, email and maintenance jobs.
+
+Stalled jobs (their worker died) are found by procrastinate's heartbeats and retried by the
+maintenance task; SIGTERM stops fetching and lets running jobs finish.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from contextlib import AsyncExitStack
+
+import structlog
+
+from bitloot.auth.tokens import TokenVerifier
+from bitloot.config import Settings
+from bitloot.delivery import runtime as delivery_runtime
+from bitloot.delivery.transport import transport_from_settings
+from bitloot.kinguin.client import KinguinClient
+from bitloot.logs import configure_logging
+from bitloot.metrics import KINGUIN_CALL_DURATION
+from bitloot.queue import EMAIL_QUEUE, FULFILLMENT_QUEUE, MAINTENANCE_QUEUE, queue_app
+from bitloot.runtime import Runtime, set_runtime
+from bitloot.vault.crypto import ORDER_TOKEN_PURPOSE
+from bitloot.wiring import Core, open_core
+
+log = structlog.get_logger(__name__)
+
+ALL_QUEUES = (FULFILLMENT_QUEUE, EMAIL_QUEUE, MAINTENANCE_QUEUE)
+HEARTBEAT_SECONDS = 2.0
+# A worker silent for this long is dead: its jobs are retried by `retry_stalled_jobs`.
+STALLED_AFTER_SECONDS = 10.0
+
+
+def _observe_kinguin(endpoint: str, seconds: float, outcome: str) -> None:
+    KINGUIN_CALL_DURATION.labels(endpoint=endpoint, outcome=outcome).observe(seconds)
+
+
+async def open_worker_runtime(settings: Settings, stack: AsyncExitStack) -> Core:
+    """Open the core and install the task runtimes; everything closes with `stack`."""
+    core = await open_core(settings, stack)
+    api_key = settings.kinguin_api_key
+    kinguin = await stack.enter_async_context(
+        KinguinClient(
+            settings.kinguin_api_url,
+            api_key.get_secret_value() if api_key else "",
+            timeout=settings.kinguin_timeout,
+            on_call=_observe_kinguin,
+        )
+    )
+    verifier = TokenVerifier(
+        settings, order_token_secret=core.ring.derived_key(ORDER_TOKEN_PURPOSE)
+    )
+    set_runtime(
+        Runtime(
+            settings=settings,
+            pool=core.pool,
+            kinguin=kinguin,
+            storage=core.storage,
+            ring=core.ring,
+            mint_order_token=verifier.mint_order_token,
+        )
+    )
+    delivery_runtime.set_runtime(
+        delivery_runtime.Runtime(
+            pool=core.pool,
+            settings=settings,
+            transport=transport_from_settings(settings),
+            mint_order_token=verifier.mint_order_token,
+        )
+    )
+    stack.callback(set_runtime, None)
+    stack.callback(delivery_runtime.set_runtime, None)
+    await stack.enter_async_context(queue_app.open_async(core.pool))
+    return core
+
+
+async def run_worker(settings: Settings, *, concurrency: int, queues: list[str]) -> None:
+    """Run one worker until SIGTERM/SIGINT."""
+    async with AsyncExitStack() as stack:
+        await open_worker_runtime(settings, stack)
+        log.info("worker.started", concurrency=concurrency, queues=queues)
+        await queue_app.run_worker_async(
+            concurrency=concurrency,
+            queues=queues,
+            update_heartbeat_interval=HEARTBEAT_SECONDS,
+            stalled_worker_timeout=STALLED_AFTER_SECONDS,
+            install_signal_handlers=True,
+            delete_jobs="successful",
+        )
+        log.info("worker.stopped")
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    """`bitloot worker`."""
+    settings.require("kinguin_api_key")
+    configure_logging(settings.log_format)
+    queues = (
+        [q.strip() for q in args.queues.split(",") if q.strip()]
+        if args.queues
+        else list(ALL_QUEUES)
+    )
+    unknown = sorted(set(queues) - set(ALL_QUEUES))
+    if unknown:
+        from bitloot.cli import CommandError
+
+        raise CommandError(f"unknown queue(s) {', '.join(unknown)}; known: {', '.join(ALL_QUEUES)}")
+    asyncio.run(run_worker(settings, concurrency=args.concurrency, queues=queues))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add `bitloot worker`."""
+    worker = sub.add_parser("worker", help="run a job worker (fulfillment, email, maintenance)")
+    worker.add_argument("--concurrency", type=int, default=4, help="jobs run at once")
+    worker.add_argument(
+        "--queues", default="", help=f"comma list (default: {','.join(ALL_QUEUES)})"
+    )
+    worker.set_defaults(handler=cmd_worker)
