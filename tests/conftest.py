@@ -5,19 +5,24 @@ from __future__ import annotations
 
 import itertools
 import os
+import socket
 import warnings
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from aiohttp import web
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pytest_postgresql.janitor import DatabaseJanitor
 
+from bitloot.config import Settings, load_settings
 from bitloot.db.embedded import ensure_embedded_server, stop_embedded_server
 from bitloot.db.migrate import apply_migrations
+from bitloot.sim.app import SimConfig, create_sim_app
+from bitloot.vault.crypto import generate_master_key
 
 warnings.filterwarnings("ignore", module="platformdirs")
 
@@ -78,3 +83,92 @@ async def conn(db_url: str) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
     """An autocommit connection to this test's database (open transactions explicitly)."""
     async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as connection:
         yield connection
+
+
+# --- in-process servers: the simulators and the API on loopback ports ---------------------
+
+TEST_JWT_SECRET = "test-jwt-secret-long-enough-for-hs256-0123456789"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Served:
+    """An aiohttp app served on 127.0.0.1."""
+
+    app: web.Application
+    url: str
+    runner: web.AppRunner
+
+
+async def serve_app(app: web.Application, port: int | None = None) -> Served:
+    """Serve `app` on a loopback port (a free one unless given)."""
+    port = port or free_port()
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return Served(app=app, url=f"http://127.0.0.1:{port}", runner=runner)
+
+
+@pytest.fixture
+def api_port() -> int:
+    """The port the test's API will listen on (known before it starts: the sims call it)."""
+    return free_port()
+
+
+@pytest.fixture
+async def sim(api_port: int) -> AsyncIterator[Served]:
+    """Both simulators, in this process, sending webhooks to the test's API port."""
+    config = SimConfig(api_public_url=f"http://127.0.0.1:{api_port}", seed=7)
+    port = free_port()
+    served = await serve_app(
+        create_sim_app(config, sim_public_url=f"http://127.0.0.1:{port}"), port
+    )
+    yield served
+    await served.runner.cleanup()
+
+
+@pytest.fixture
+def make_settings(
+    db_url: str, sim: Served, api_port: int, tmp_path: Path
+) -> Callable[..., Settings]:
+    """Settings pointing at the test database, the simulators and the API port."""
+    master_keys = generate_master_key("k1")
+
+    def make(**overrides: object) -> Settings:
+        config = SimConfig()
+        values: dict[str, object] = {
+            "database_url": db_url,
+            "data_dir": tmp_path / "data",
+            "public_url": f"http://127.0.0.1:{api_port}",
+            "master_keys": master_keys,
+            "jwt_secret": TEST_JWT_SECRET,
+            "nowpayments_api_url": f"{sim.url}/nowpayments/v1",
+            "nowpayments_api_key": config.nowpayments_api_key,
+            "nowpayments_ipn_secret": config.nowpayments_ipn_secret,
+            "kinguin_api_url": f"{sim.url}/kinguin",
+            "kinguin_api_key": config.kinguin_api_key,
+            "kinguin_webhook_secret": config.kinguin_webhook_secret,
+            "kinguin_poll_interval": 0.2,
+            "metrics_port": 0,
+            "log_format": "json",
+        }
+        values.update(overrides)
+        return load_settings(**values)
+
+    return make
+
+
+@pytest.fixture
+async def api(make_settings: Callable[..., Settings], api_port: int) -> AsyncIterator[Served]:
+    """`bitloot serve`'s application, in this process, on `api_port`."""
+    from bitloot.api.server import build_app
+
+    served = await serve_app(await build_app(make_settings()), api_port)
+    yield served
+    await served.runner.cleanup()

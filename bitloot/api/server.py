@@ -21,7 +21,6 @@ from bitloot.orders.routes import routes as order_routes
 from bitloot.payments.ipn import PaymentPolicy
 from bitloot.payments.nowpayments import NowPaymentsClient
 from bitloot.payments.routes import routes as payment_routes
-from bitloot.queue import queue_app
 from bitloot.storage.local import LocalObjectStorage, local_objects_routes
 from bitloot.vault.crypto import ORDER_TOKEN_PURPOSE
 from bitloot.wiring import Core, open_core
@@ -67,7 +66,8 @@ async def build_app(settings: Settings) -> web.Application:
                 settings.nowpayments_api_url, api_key.get_secret_value() if api_key else ""
             )
         )
-        await stack.enter_async_context(queue_app.open_async(core.pool))
+        # No queue_app.open_async here: the API only defers jobs on its own connections
+        # (configure(connection=conn)), which needs no procrastinate pool.
         if not settings.metrics_public and settings.metrics_port:
             await _serve_metrics_locally(settings.metrics_port, stack)
     except BaseException:
