@@ -18,6 +18,7 @@ import procrastinate
 # Modules whose tasks the worker must know; they import `queue_app` and decorate tasks.
 TASK_MODULES = [
     "bitloot.fulfillment.tasks",
+    "bitloot.fulfillment.maintenance",
     "bitloot.delivery.tasks",
 ]
 

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from bitloot.config import Settings
     from bitloot.kinguin.client import KinguinClient
+    from bitloot.payments.nowpayments import NowPaymentsClient
     from bitloot.storage.base import ObjectStorage
     from bitloot.vault.crypto import MasterKeyRing
 
@@ -31,6 +32,8 @@ class Runtime:
     storage: ObjectStorage
     ring: MasterKeyRing
     mint_order_token: Callable[[uuid.UUID], str]
+    # None when no NOWPayments API key is configured: the reconciler then skips payments.
+    nowpayments: NowPaymentsClient | None = None
 
 
 _current: Runtime | None = None

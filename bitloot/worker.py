@@ -16,9 +16,11 @@ from bitloot.auth.tokens import TokenVerifier
 from bitloot.config import Settings
 from bitloot.delivery import runtime as delivery_runtime
 from bitloot.delivery.transport import transport_from_settings
+from bitloot.fulfillment.maintenance import STALLED_AFTER_SECONDS
 from bitloot.kinguin.client import KinguinClient
 from bitloot.logs import configure_logging
 from bitloot.metrics import KINGUIN_CALL_DURATION
+from bitloot.payments.nowpayments import NowPaymentsClient
 from bitloot.queue import EMAIL_QUEUE, FULFILLMENT_QUEUE, MAINTENANCE_QUEUE, queue_app
 from bitloot.runtime import Runtime, set_runtime
 from bitloot.vault.crypto import ORDER_TOKEN_PURPOSE
@@ -28,8 +30,6 @@ log = structlog.get_logger(__name__)
 
 ALL_QUEUES = (FULFILLMENT_QUEUE, EMAIL_QUEUE, MAINTENANCE_QUEUE)
 HEARTBEAT_SECONDS = 2.0
-# A worker silent for this long is dead: its jobs are retried by `retry_stalled_jobs`.
-STALLED_AFTER_SECONDS = 10.0
 
 
 def _observe_kinguin(endpoint: str, seconds: float, outcome: str) -> None:
@@ -48,6 +48,14 @@ async def open_worker_runtime(settings: Settings, stack: AsyncExitStack) -> Core
             on_call=_observe_kinguin,
         )
     )
+    np_key = settings.nowpayments_api_key
+    nowpayments = (
+        await stack.enter_async_context(
+            NowPaymentsClient(settings.nowpayments_api_url, np_key.get_secret_value())
+        )
+        if np_key
+        else None
+    )
     verifier = TokenVerifier(
         settings, order_token_secret=core.ring.derived_key(ORDER_TOKEN_PURPOSE)
     )
@@ -59,6 +67,7 @@ async def open_worker_runtime(settings: Settings, stack: AsyncExitStack) -> Core
             storage=core.storage,
             ring=core.ring,
             mint_order_token=verifier.mint_order_token,
+            nowpayments=nowpayments,
         )
     )
     delivery_runtime.set_runtime(
@@ -84,7 +93,7 @@ async def run_worker(settings: Settings, *, concurrency: int, queues: list[str])
             concurrency=concurrency,
             queues=queues,
             update_heartbeat_interval=HEARTBEAT_SECONDS,
-            stalled_worker_timeout=STALLED_AFTER_SECONDS,
+            stalled_worker_timeout=STALLED_AFTER_SECONDS,  # then retry_stalled_jobs steps in
             install_signal_handlers=True,
             delete_jobs="successful",
         )

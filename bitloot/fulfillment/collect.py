@@ -6,6 +6,7 @@ import uuid
 
 import structlog
 
+from bitloot.chaos import crash_point
 from bitloot.db.connect import set_actor
 from bitloot.delivery.tasks import queue_delivery_email
 from bitloot.fulfillment import service
@@ -50,6 +51,7 @@ async def store_keys(
             )
         )
     log.info("fulfillment.keys_stored", keys=len(stored))
+    crash_point("after_upload")
 
     async with rt.pool.connection() as conn, conn.transaction():
         await set_actor(

@@ -3,8 +3,14 @@ SELECT id, status, fulfillment_status, kinguin_placement_started_at, paid_at
   FROM orders WHERE id = %(order_id)s FOR UPDATE;
 
 -- name: start_processing
-UPDATE orders SET fulfillment_status = 'processing', fulfillment_error = NULL
- WHERE id = %(order_id)s AND status = 'paid' AND fulfillment_status = 'pending';
+-- On a retry (failed -> pending) of an order already bought, polling starts over: else a
+-- retry after "keys not delivered after N polls" fails at once while Kinguin is still slow.
+WITH started AS (
+    UPDATE orders SET fulfillment_status = 'processing', fulfillment_error = NULL
+     WHERE id = %(order_id)s AND status = 'paid' AND fulfillment_status = 'pending'
+    RETURNING id
+)
+UPDATE kinguin_orders SET polls = 0 WHERE order_id IN (SELECT id FROM started);
 
 -- name: order_lines
 SELECT i.product_id, i.qty, i.max_cost, p.text_only, p.name

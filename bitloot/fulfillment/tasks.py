@@ -16,6 +16,7 @@ import psycopg
 import structlog
 from procrastinate import JobContext, RetryStrategy
 
+from bitloot.chaos import crash_point
 from bitloot.db.connect import set_actor
 from bitloot.fulfillment import service
 from bitloot.fulfillment.collect import store_keys
@@ -121,6 +122,7 @@ async def run_fulfillment(rt: Runtime, order_id: uuid.UUID) -> None:
     keys = await rt.kinguin.get_keys(kinguin_order_id)
     if kinguin_order.status != "completed" and len(keys) < kinguin_order.key_count:
         await _wait_for_keys(rt, order_id, kinguin_order)
+        crash_point("while_waiting")
         return
     await store_keys(rt, order_id, kinguin_order, keys)
 
@@ -143,12 +145,14 @@ async def _place_once(
             )
             for line in lines
         ]
+        crash_point("before_place")
         try:
             placed = await rt.kinguin.place_order(products, str(order_id))
         except KinguinPermanentError as exc:
             await _fail(rt, order_id, f"Kinguin refused the order: {exc.kind}")
             return None
         log.info("kinguin.order_placed", kinguin_order_id=placed.order_id)
+        crash_point("after_place")
     async with rt.pool.connection() as conn, conn.transaction():
         await service.record_kinguin_order(
             conn, order_id, placed.order_id, placed.status, placed.payment_price
