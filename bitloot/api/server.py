@@ -9,12 +9,15 @@ from contextlib import AsyncExitStack
 import structlog
 from aiohttp import web
 
+from bitloot.admin.routes import routes as admin_routes
 from bitloot.api.app import create_app, run_app
 from bitloot.api.context import CONTEXT, ApiContext
 from bitloot.api.health import metrics_routes
 from bitloot.api.health import routes as health_routes
 from bitloot.auth.tokens import TokenVerifier
 from bitloot.config import Settings
+from bitloot.fulfillment.routes import routes as fulfillment_routes
+from bitloot.keypage.routes import routes as keypage_routes
 from bitloot.kinguin.routes import routes as kinguin_routes
 from bitloot.logs import configure_logging
 from bitloot.orders.routes import routes as order_routes
@@ -32,7 +35,15 @@ REQUIRED_FOR_SERVE = ("nowpayments_api_key", "nowpayments_ipn_secret", "kinguin_
 
 def route_tables(settings: Settings) -> list[web.RouteTableDef]:
     """Every route table of the API (metrics only when they are public)."""
-    tables = [health_routes, order_routes, payment_routes, kinguin_routes]
+    tables = [
+        health_routes,
+        order_routes,
+        payment_routes,
+        kinguin_routes,
+        fulfillment_routes,
+        keypage_routes,
+        admin_routes,
+    ]
     if settings.metrics_public:
         tables.append(metrics_routes)
     return tables

@@ -1,0 +1,1 @@
+"""Admin endpoints: payments, fulfillment timelines, retries and resends, all audited."""
