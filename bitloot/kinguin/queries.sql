@@ -15,3 +15,7 @@ UPDATE kinguin_orders
    SET status = %(status)s, status_updated_at = %(updated_at)s
  WHERE order_id = %(order_id)s
    AND (status_updated_at IS NULL OR status_updated_at < %(updated_at)s);
+
+-- name: link_event_order
+UPDATE webhook_events SET order_id = %(order_id)s
+ WHERE id = %(id)s AND order_id IS DISTINCT FROM %(order_id)s;

@@ -30,10 +30,12 @@ async def kinguin_webhook(request: web.Request) -> web.Response:
     ctx = context(request)
     expected = ctx.settings.kinguin_webhook_secret
     given = request.headers.get("X-Event-Secret", "")
+    # Header bytes that are not UTF-8 arrive surrogate-escaped: encode them back, never crash.
+    given_bytes = given.encode("utf-8", "surrogateescape")
     if (
         expected is None
         or not given
-        or not hmac.compare_digest(given.encode(), expected.get_secret_value().encode())
+        or not hmac.compare_digest(given_bytes, expected.get_secret_value().encode())
     ):
         KINGUIN_WEBHOOK_OUTCOMES.labels(outcome="bad_secret").inc()
         log.warning("kinguin_webhook.rejected", reason="secret" if given else "no_secret")
@@ -41,14 +43,16 @@ async def kinguin_webhook(request: web.Request) -> web.Response:
     event_name = request.headers.get("X-Event-Name", "")
     raw = await request.read()
     try:
-        body = json.loads(raw)
+        # Strictly UTF-8 (RFC 8259): json.loads(bytes) would also take UTF-16/32.
+        raw_text = raw.decode("utf-8")
+        body = json.loads(raw_text)
         if not isinstance(body, dict):
             raise ValueError("not an object")
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("The body is not a JSON object.") from None
     if event_name not in KNOWN_EVENTS:
         KINGUIN_WEBHOOK_OUTCOMES.labels(outcome="ignored").inc()
-        log.info("kinguin_webhook.ignored", event=event_name[:40])
+        log.info("kinguin_webhook.ignored", event_name=event_name[:40])
         return web.Response(status=204)
     if event_name == "product.update":
         KINGUIN_WEBHOOK_OUTCOMES.labels(outcome="product_update").inc()
@@ -60,6 +64,8 @@ async def kinguin_webhook(request: web.Request) -> web.Response:
         )
     except ValidationError:
         raise BadRequest("The order event is missing or has invalid fields.") from None
+    if not all(_storable(v) for v in (event.order_id, event.order_external_id)):
+        raise BadRequest("The order event is missing or has invalid fields.")
     dedup = f"{event.order_id}:{event.status}:{event.updated_at.isoformat()}"
     async with ctx.pool.connection() as conn, conn.transaction():
         await set_actor(conn, "kinguin", f"webhook {event_name} {event.status}")
@@ -69,7 +75,7 @@ async def kinguin_webhook(request: web.Request) -> web.Response:
             dedup_key=dedup,
             external_id=event.order_id,
             order_id=webhook._uuid(event.order_external_id),
-            raw_body=raw.decode("utf-8"),
+            raw_body=raw_text,
         )
         if event_id is None:
             result = webhook.WebhookOutcome("duplicate", duplicate=True)
@@ -84,3 +90,16 @@ async def kinguin_webhook(request: web.Request) -> web.Response:
         outcome=result.outcome,
     )
     return web.Response(status=204)
+
+
+def _storable(value: str | None) -> bool:
+    """JSON can carry NUL and lone surrogates; PostgreSQL text holds neither (else a 500)."""
+    if value is None:
+        return True
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

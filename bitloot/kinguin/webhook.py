@@ -29,6 +29,7 @@ class WebhookOutcome:
     outcome: str
     duplicate: bool = False
     needs_attention: bool = False
+    order_id: uuid.UUID | None = None  # the order it was matched to
 
 
 def _uuid(value: str | None) -> uuid.UUID | None:
@@ -72,6 +73,9 @@ async def finish_event(
         QP["finish_webhook_event"],
         {"id": event_id, "outcome": result.outcome, "needs_attention": result.needs_attention},
     )
+    if result.order_id is not None:
+        # Matched by the Kinguin orderId: link it even if orderExternalId was absent.
+        await conn.execute(Q["link_event_order"], {"id": event_id, "order_id": result.order_id})
 
 
 async def apply_order_status(
@@ -86,9 +90,13 @@ async def apply_order_status(
     if row is None:
         return WebhookOutcome("unknown_order", needs_attention=True)
     order_id, status, fulfillment_status, recorded_id, watermark = row
+    if recorded_id is not None and recorded_id != event.order_id:
+        # Another Kinguin order carries our orderExternalId: bought twice? For a human; it
+        # says nothing about the order we recorded, so no watermark and no job.
+        return WebhookOutcome("other_kinguin_order", needs_attention=True, order_id=order_id)
     if recorded_id is not None:
         if watermark is not None and event.updated_at <= watermark:
-            return WebhookOutcome("stale")
+            return WebhookOutcome("stale", order_id=order_id)
         await conn.execute(
             Q["advance_watermark"],
             {"order_id": order_id, "status": event.status, "updated_at": event.updated_at},
@@ -96,8 +104,10 @@ async def apply_order_status(
     if status != "paid" or fulfillment_status not in ("pending", "processing"):
         # Already fulfilled (or failed): a later cancel/refund at Kinguin is for a human.
         attention = event.status in ("canceled", "refunded")
-        return WebhookOutcome(f"order_{status}_{fulfillment_status}", needs_attention=attention)
+        return WebhookOutcome(
+            f"order_{status}_{fulfillment_status}", needs_attention=attention, order_id=order_id
+        )
     if event.status == "processing":
-        return WebhookOutcome("noted")
+        return WebhookOutcome("noted", order_id=order_id)
     await enqueue(conn, order_id)
-    return WebhookOutcome(f"fulfillment_enqueued_{event.status}")
+    return WebhookOutcome(f"fulfillment_enqueued_{event.status}", order_id=order_id)
