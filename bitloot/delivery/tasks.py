@@ -1,0 +1,152 @@
+"""The `send_delivery_email` job, and the helpers that queue it inside the caller's transaction.
+
+Exactly-once, as far as SMTP allows. One transaction per attempt:
+
+    claim the outbox row (SELECT ... FOR UPDATE; stop if already sent)
+    build the message (Message-ID fixed per row)
+    UPDATE the row to 'sent'            <- written before sending, not yet committed
+    send over SMTP                      <- on failure the transaction rolls back
+    COMMIT
+
+Writing 'sent' before the SMTP conversation leaves only the COMMIT between "the server
+accepted the message" and "we know it did". A crash or a lost database connection in that
+window (milliseconds) leaves the row pending, and the retried job sends the same message a
+second time, with the same Message-ID, which mail servers and clients use to dedupe. SMTP
+offers no two-phase commit, so that one duplicate cannot be ruled out; it can only be made
+rare and recognisable. The row lock also makes a second job for the same row wait and then
+find it sent, so concurrent jobs never double-send.
+"""
+
+from __future__ import annotations
+
+import uuid
+from email.message import EmailMessage
+from typing import Any, NoReturn
+
+import procrastinate
+import psycopg
+import structlog
+
+from bitloot.delivery import outbox
+from bitloot.delivery.email import delivery_message_id, key_page_url, render_delivery_email
+from bitloot.delivery.outbox import OutboxRow
+from bitloot.delivery.runtime import Runtime, get_runtime
+from bitloot.delivery.transport import MailError, RetryableMailError
+from bitloot.queue import EMAIL_QUEUE, queue_app
+
+log = structlog.get_logger(__name__)
+
+# The first try and 8 retries, waiting 3**n seconds: 3 s, 9 s, ... 6561 s; about 2.7 hours
+# in all, long enough to ride out an SMTP provider's outage without hammering it.
+MAX_SEND_ATTEMPTS = 9
+RETRY_BASE_SECONDS = 3
+
+SEND_RETRY = procrastinate.RetryStrategy(
+    # procrastinate counts retries (job.attempts is 0 on the first run), not runs.
+    max_attempts=MAX_SEND_ATTEMPTS - 1,
+    exponential_wait=RETRY_BASE_SECONDS,
+    # Only transient failures: a 5xx reply or a bad certificate will not heal by itself.
+    # A database blip is safe to retry: the outbox row says whether the mail went out.
+    retry_exceptions={RetryableMailError, psycopg.OperationalError},
+)
+
+
+@queue_app.task(name="send_delivery_email", queue=EMAIL_QUEUE, pass_context=False, retry=SEND_RETRY)
+async def send_delivery_email(outbox_id: int) -> None:
+    """Send one outbox row's delivery email (at most once; see the module docstring)."""
+    await deliver(outbox_id, get_runtime())
+
+
+async def deliver(outbox_id: int, runtime: Runtime) -> bool:
+    """Send the row's email unless it was sent; True when this call sent it.
+
+    A failed attempt is recorded on the row and re-raised as `MailError`: a
+    `RetryableMailError` while attempts remain (procrastinate retries it), a plain
+    `MailError` once the row is marked 'failed'.
+    """
+    row: OutboxRow | None = None
+    async with runtime.pool.connection() as conn:
+        try:
+            async with conn.transaction():
+                row = await outbox.claim(conn, outbox_id)
+                if row is None:
+                    log.info("email.already_sent", outbox_id=outbox_id)
+                    return False
+                msg = await _build_message(conn, row, runtime)
+                await outbox.mark_sent(conn, row.id, str(msg["Message-ID"]))
+                await runtime.transport.send(msg)
+            log.info(
+                "email.sent",
+                outbox_id=row.id,
+                order_id=str(row.order_id),
+                generation=row.generation,
+                attempt=row.attempts + 1,
+            )
+            return True
+        except MailError as exc:
+            await _record_failure(conn, outbox_id, row, exc)
+
+
+async def _build_message(
+    conn: psycopg.AsyncConnection[Any], row: OutboxRow, runtime: Runtime
+) -> EmailMessage:
+    settings = runtime.settings
+    # Minted per attempt and never logged: it is the customer's access to the keys.
+    token = runtime.mint_order_token(row.order_id)
+    return render_delivery_email(
+        order_id=row.order_id,
+        to_address=row.to_address,
+        key_page_url=key_page_url(settings.public_url, row.order_id, token),
+        product_names=await outbox.delivery_product_names(conn, row.order_id),
+        mail_from=settings.mail_from,
+        message_id=delivery_message_id(row.id, row.order_id, settings.mail_from),
+    )
+
+
+async def _record_failure(
+    conn: psycopg.AsyncConnection[Any], outbox_id: int, row: OutboxRow | None, exc: MailError
+) -> NoReturn:
+    """Count the failed attempt in its own transaction (the sending one rolled back), re-raise."""
+    attempts_before = row.attempts if row is not None else 0
+    final = not exc.retryable or attempts_before + 1 >= MAX_SEND_ATTEMPTS
+    async with conn.transaction():
+        attempts = await outbox.mark_attempt_failed(conn, outbox_id, str(exc), final=final)
+    fields = {"outbox_id": outbox_id, "attempts": attempts, "error": str(exc)}
+    if not final:
+        log.warning("email.retry", **fields)
+        raise exc
+    log.error("email.failed", **fields)
+    # Permanent from here on, whatever procrastinate's own attempt count says.
+    raise MailError(str(exc)) from None
+
+
+async def queue_delivery_email(conn: psycopg.AsyncConnection[Any], order_id: uuid.UUID) -> int:
+    """Create the order's delivery email (idempotent) and defer its job on `conn`.
+
+    Call it inside the transaction that marks the order fulfilled, so the email exists
+    exactly when the fulfillment committed. Returns the outbox id.
+    """
+    to_address = await outbox.order_email(conn, order_id)
+    outbox_id = await outbox.create_delivery_email(conn, order_id, to_address)
+    await _defer(conn, outbox_id)
+    log.info("email.queued", outbox_id=outbox_id, order_id=str(order_id), resend=False)
+    return outbox_id
+
+
+async def queue_delivery_resend(
+    conn: psycopg.AsyncConnection[Any], order_id: uuid.UUID, to_address: str | None = None
+) -> int:
+    """Add the next generation of the delivery email (an admin resend) and defer its job.
+
+    `to_address` defaults to the order's email. Returns the new outbox id.
+    """
+    address = to_address or await outbox.order_email(conn, order_id)
+    outbox_id = await outbox.next_generation_for_resend(conn, order_id, address)
+    await _defer(conn, outbox_id)
+    log.info("email.queued", outbox_id=outbox_id, order_id=str(order_id), resend=True)
+    return outbox_id
+
+
+async def _defer(conn: psycopg.AsyncConnection[Any], outbox_id: int) -> None:
+    # A second job for the same row is harmless (it finds the row sent), so no queueing lock.
+    await send_delivery_email.configure(connection=conn).defer_async(outbox_id=outbox_id)
