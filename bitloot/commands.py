@@ -9,4 +9,5 @@ REGISTRARS = [
     "bitloot.worker:register",
     "bitloot.sim.app:register",
     "bitloot.vault.commands:register",
+    "bitloot.demo.commands:register",
 ]
