@@ -45,14 +45,9 @@ class Progress:
         print(f"[{elapsed:6.1f}s] ok  {what:<22} {detail}", flush=True)
 
 
-async def wait_for(
-    check: Callable[[], Awaitable[T | None]],
-    what: str,
-    stack: LocalStack,
-    timeout: float = STEP_TIMEOUT,
-) -> T:
-    """Poll `check` until it returns something, watching the children."""
-    deadline = time.monotonic() + timeout
+async def wait_for(check: Callable[[], Awaitable[T | None]], what: str, stack: LocalStack) -> T:
+    """Poll `check` until it returns something (at most STEP_TIMEOUT), watching the children."""
+    deadline = time.monotonic() + STEP_TIMEOUT
     while time.monotonic() < deadline:
         for name in list(stack.procs):
             stack.check_alive(name)
@@ -133,7 +128,7 @@ async def run_demo(stack: LocalStack, progress: Progress) -> int:
             return None
 
         keys = await wait_for(fulfilled, "fulfillment", stack)
-        for key_id, object_key, master_key_id in keys:
+        for _key_id, object_key, master_key_id in keys:
             progress.done(
                 "key encrypted+stored", f"{object_key} (data key wrapped by {master_key_id})"
             )

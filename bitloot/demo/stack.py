@@ -8,6 +8,7 @@ the same master key and can still read the keys the first run stored.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -193,7 +194,5 @@ class LocalStack:
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, sig)
-    except ProcessLookupError:
-        pass
