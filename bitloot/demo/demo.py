@@ -122,7 +122,8 @@ async def run_demo(stack: LocalStack, progress: Progress) -> int:
             if rows and rows[0][0] == "fulfilled":
                 return _query(
                     stack,
-                    "SELECT key_id, object_key, master_key_id FROM key_delivery_logs WHERE order_id = %s",
+                    "SELECT key_id, object_key, master_key_id FROM key_delivery_logs"
+                    " WHERE order_id = %s",
                     order_id,
                 )
             return None
