@@ -1,0 +1,266 @@
+"""What admins send to and get from the admin endpoints.
+
+Money is a string (the exact decimal, trailing zeros trimmed), never a float. Nothing here
+has a field for a key, a data key (wrapped or not), an object key, a signed URL or a token.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+
+from bitloot.payments.models import PaymentStatusValue
+
+# A query string decodes `+` as a space, so `from=2025-01-01T00:00:00+00:00` sent unescaped
+# arrives as `... 00:00`. That space can only have been a `+`: put it back.
+_SPACED_OFFSET = re.compile(
+    r"(?P<at>\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (?P<offset>\d{2}:?\d{2})"
+)
+
+
+def _restore_plus(value: Any) -> Any:
+    if isinstance(value, str) and (m := _SPACED_OFFSET.fullmatch(value.strip())):
+        return f"{m['at']}+{m['offset']}"
+    return value
+
+
+QueryInstant = Annotated[AwareDatetime, BeforeValidator(_restore_plus)]
+EmailFilter = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=320)]
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+
+
+class PaymentListQuery(BaseModel):
+    """`GET /admin/payments` query: filters, a position and a page size.
+
+    `from` is inclusive, `to` exclusive; both need a UTC offset. `email` matches the order's
+    email exactly, ignoring case. `cursor` is the `nextCursor` of the previous page, valid
+    with the same filters.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: PaymentStatusValue | None = None
+    from_: QueryInstant | None = Field(default=None, alias="from")
+    to: QueryInstant | None = None
+    email: EmailFilter | None = None
+    cursor: Annotated[str, StringConstraints(min_length=1, max_length=512)] | None = None
+    limit: int = Field(default=50, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _range_is_ordered(self) -> PaymentListQuery:
+        if self.from_ is not None and self.to is not None and self.from_ >= self.to:
+            raise ValueError("'from' must be earlier than 'to'")
+        return self
+
+
+class ReasonIn(BaseModel):
+    """Body of an admin action: why it is done (kept in the audit log)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Reason
+
+
+class PaymentOut(BaseModel):
+    """One payment as the list shows it."""
+
+    paymentId: str
+    orderId: uuid.UUID
+    status: str
+    priceAmount: str | None
+    priceCurrency: str | None
+    payAmount: str | None
+    payCurrency: str | None
+    actuallyPaid: str | None
+    createdAt: datetime
+    updatedAt: datetime
+
+
+class PaymentPageOut(BaseModel):
+    """`GET /admin/payments`: newest first; `nextCursor` is null on the last page."""
+
+    items: list[PaymentOut]
+    nextCursor: str | None
+
+
+class IpnOut(BaseModel):
+    """One verified IPN stored for the payment, with what applying it did.
+
+    `rawBody` is the body exactly as NOWPayments sent it: the signature was checked over
+    it and it carries no secret (the signature travels in a header and is not stored).
+    """
+
+    eventId: int
+    receivedAt: datetime
+    processedAt: datetime | None
+    status: str
+    outcome: str | None
+    needsAttention: bool
+    signatureVariant: str | None
+    rawBody: str
+
+
+class PaymentDetailOut(PaymentOut):
+    """`GET /admin/payments/{id}`: the payment, its order's state and every IPN for it."""
+
+    invoiceId: str | None
+    parentPaymentId: str | None
+    actuallyPaidAtFiat: str | None
+    outcomeAmount: str | None
+    outcomeCurrency: str | None
+    providerUpdatedAt: datetime | None
+    lastIpnAt: datetime
+    orderStatus: str
+    customerEmail: str
+    ipns: list[IpnOut]
+
+
+class TimelineOrderOut(BaseModel):
+    """The order's current state."""
+
+    id: uuid.UUID
+    email: str
+    userId: str | None
+    status: str
+    statusReason: str | None
+    fulfillmentStatus: str
+    fulfillmentError: str | None
+    totalAmount: str
+    currency: str
+    invoiceId: str | None
+    kinguinPlacementStartedAt: datetime | None
+    paidAt: datetime | None
+    fulfilledAt: datetime | None
+    createdAt: datetime
+    updatedAt: datetime
+
+
+class OrderEventOut(BaseModel):
+    """One status change of either state machine, and who made it."""
+
+    id: int
+    machine: str
+    fromStatus: str | None
+    toStatus: str
+    actor: str
+    reason: str | None
+    at: datetime
+
+
+class KinguinOrderOut(BaseModel):
+    """The Kinguin order bought for this order."""
+
+    kinguinOrderId: str
+    status: str
+    statusUpdatedAt: datetime | None
+    paymentPrice: str | None
+    polls: int
+    createdAt: datetime
+    updatedAt: datetime
+
+
+class DeliveredKeyOut(BaseModel):
+    """One key's delivery log entry: where it stands, never what it is or where it lies."""
+
+    keyId: str
+    productId: str | None
+    status: str
+    contentType: str
+    masterKeyId: str
+    expiresAt: datetime | None
+    lastAccessedAt: datetime | None
+    createdAt: datetime
+
+
+class KeyAccessOut(BaseModel):
+    """One issue of a download link: who asked (`admin` is an override) and from where."""
+
+    id: int
+    keyId: str
+    actorKind: str
+    actorId: str | None
+    clientIp: str | None
+    userAgent: str | None
+    at: datetime
+
+
+class EmailOut(BaseModel):
+    """One delivery email (a resend is the next generation)."""
+
+    id: int
+    kind: str
+    generation: int
+    toAddress: str
+    status: str
+    attempts: int
+    lastError: str | None
+    sentAt: datetime | None
+    createdAt: datetime
+
+
+class WebhookEventOut(BaseModel):
+    """One webhook that named this order (bodies are on `GET /admin/payments/{id}`)."""
+
+    id: int
+    provider: str
+    eventType: str
+    externalId: str | None
+    receivedAt: datetime
+    processedAt: datetime | None
+    outcome: str | None
+    needsAttention: bool
+
+
+class AdminActionOut(BaseModel):
+    """One audited admin action on this order."""
+
+    id: int
+    adminId: str
+    action: str
+    reason: str | None
+    details: dict[str, Any]
+    at: datetime
+
+
+class FulfillmentTimelineOut(BaseModel):
+    """`GET /admin/orders/{id}/fulfillment`: everything that happened to the order.
+
+    Each list is oldest first. No key, data key, object key or signed URL is included.
+    """
+
+    order: TimelineOrderOut
+    payments: list[PaymentOut]
+    events: list[OrderEventOut]
+    kinguinOrder: KinguinOrderOut | None
+    keys: list[DeliveredKeyOut]
+    accessEvents: list[KeyAccessOut]
+    emails: list[EmailOut]
+    webhookEvents: list[WebhookEventOut]
+    adminActions: list[AdminActionOut]
+
+
+class RetryOut(BaseModel):
+    """`POST /admin/orders/{id}/fulfillment/retry`: the fulfillment is queued again."""
+
+    orderId: uuid.UUID
+    fulfillmentStatus: str
+
+
+class ResendOut(BaseModel):
+    """`POST /admin/orders/{id}/delivery-email/resend`: the new email queued."""
+
+    orderId: uuid.UUID
+    outboxId: int
+    generation: int

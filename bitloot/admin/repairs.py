@@ -1,0 +1,141 @@
+"""What admins may do to an order: retry a failed fulfillment, resend the delivery email.
+
+Each action locks the order, checks it is in a state the action fits, makes its change,
+queues its job and appends its `admin_audit_log` row, all on the caller's connection: the
+caller opens the one transaction (and names the actor with `set_actor` first, so the
+order_events trigger records who and why). Nothing here commits.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
+
+from bitloot.db.queries import QuerySet
+from bitloot.delivery.tasks import queue_delivery_resend
+from bitloot.fulfillment.tasks import defer_fulfillment
+
+Q = QuerySet("bitloot.admin")
+Conn = psycopg.AsyncConnection[Any]
+
+RETRY_ACTION = "fulfillment.retry"
+RESEND_ACTION = "delivery_email.resend"
+
+
+@dataclass(frozen=True)
+class OrderState:
+    """The order's two statuses, read under a row lock."""
+
+    status: str
+    fulfillment_status: str
+    fulfillment_error: str | None
+
+
+class OrderNotFound(LookupError):
+    """No order has this id."""
+
+
+class NotRepairable(Exception):
+    """The order is not in a state the action fits; `state` says which state it is in."""
+
+    def __init__(self, message: str, state: OrderState) -> None:
+        super().__init__(message)
+        self.state = state
+
+
+@dataclass(frozen=True)
+class QueuedResend:
+    """The delivery email a resend added."""
+
+    outbox_id: int
+    generation: int
+
+
+async def retry_fulfillment(conn: Conn, order_id: uuid.UUID, *, admin_id: str, reason: str) -> None:
+    """Move a failed fulfillment back to `pending`, restart its Kinguin polling, queue
+    `fulfill_order` and audit it. `NotRepairable` unless the order is paid and failed."""
+    state = await _lock_order(conn, order_id)
+    if state.fulfillment_status != "failed" or state.status != "paid":
+        raise NotRepairable("Only a paid order whose fulfillment failed can be retried.", state)
+    cur = await conn.execute(Q["requeue_failed_fulfillment"], {"order_id": order_id})
+    if await cur.fetchone() is None:  # cannot happen under the row lock; never audit a no-op
+        raise NotRepairable("The order changed while being retried.", state)
+    # The job also resets polls when it starts; doing it here makes the retry visible at once.
+    cur = await conn.execute(Q["reset_kinguin_polls"], {"order_id": order_id})
+    kinguin = await cur.fetchone()
+    await defer_fulfillment(conn, order_id)
+    await record_admin_action(
+        conn,
+        admin_id=admin_id,
+        action=RETRY_ACTION,
+        order_id=order_id,
+        reason=reason,
+        details={
+            "fromFulfillmentStatus": state.fulfillment_status,
+            "previousError": state.fulfillment_error,
+            "kinguinOrderId": kinguin[0] if kinguin else None,
+        },
+    )
+
+
+async def resend_delivery_email(
+    conn: Conn, order_id: uuid.UUID, *, admin_id: str, reason: str
+) -> QueuedResend:
+    """Add the next generation of the delivery email, queue its job and audit it.
+    `NotRepairable` unless the order is fulfilled."""
+    state = await _lock_order(conn, order_id)
+    if state.status != "fulfilled":
+        raise NotRepairable("Only a fulfilled order has a delivery email to resend.", state)
+    outbox_id = await queue_delivery_resend(conn, order_id)
+    cur = await conn.execute(Q["outbox_generation"], {"outbox_id": outbox_id})
+    row = await cur.fetchone()
+    assert row is not None
+    resend = QueuedResend(outbox_id=outbox_id, generation=int(row[0]))
+    await record_admin_action(
+        conn,
+        admin_id=admin_id,
+        action=RESEND_ACTION,
+        order_id=order_id,
+        reason=reason,
+        details={"outboxId": resend.outbox_id, "generation": resend.generation},
+    )
+    return resend
+
+
+async def record_admin_action(
+    conn: Conn,
+    *,
+    admin_id: str,
+    action: str,
+    order_id: uuid.UUID | None,
+    reason: str,
+    details: dict[str, Any],
+) -> int:
+    """Append one row to the append-only admin audit log; returns its id."""
+    cur = await conn.execute(
+        Q["insert_admin_audit"],
+        {
+            "admin_id": admin_id,
+            "action": action,
+            "order_id": order_id,
+            "reason": reason,
+            "details": Jsonb(details),
+        },
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def _lock_order(conn: Conn, order_id: uuid.UUID) -> OrderState:
+    async with conn.cursor(row_factory=class_row(OrderState)) as cur:
+        await cur.execute(Q["lock_order_for_repair"], {"order_id": order_id})
+        state = await cur.fetchone()
+    if state is None:
+        raise OrderNotFound(str(order_id))
+    return state
