@@ -85,6 +85,17 @@ class Settings(BaseSettings):
     metrics_port: int = Field(default=9108, ge=0, le=65535)
     max_body_bytes: int = Field(default=64 * 1024, gt=0)
 
+    # Rate limits, in requests per minute (bursts up to the same number); 0 turns one off.
+    # Kept in PostgreSQL (rate_limit_buckets), so they hold across every server process.
+    rate_limit_download_per_minute: int = Field(default=10, ge=0)  # per user or order token
+    rate_limit_download_per_address_per_minute: int = Field(default=30, ge=0)
+    rate_limit_orders_per_minute: int = Field(default=20, ge=0)  # POST /orders per address
+    # Failed webhook signatures/secrets per address: 401 until the limit, then 429.
+    rate_limit_bad_signatures_per_minute: int = Field(default=10, ge=0)
+    # Reverse proxies in front of the API that append the client to X-Forwarded-For. 0: the
+    # header is ignored (anyone can send it) and the client is the socket's peer address.
+    trusted_proxy_hops: int = Field(default=0, ge=0, le=10)
+
     @field_validator("public_url", "nowpayments_api_url", "kinguin_api_url")
     @classmethod
     def _http_url(cls, value: str) -> str:

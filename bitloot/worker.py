@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import signal
 from contextlib import AsyncExitStack
 
 import structlog
@@ -85,18 +87,46 @@ async def open_worker_runtime(settings: Settings, stack: AsyncExitStack) -> Core
 
 
 async def run_worker(settings: Settings, *, concurrency: int, queues: list[str]) -> None:
-    """Run one worker until SIGTERM/SIGINT."""
+    """Run one worker until SIGTERM/SIGINT, surviving database outages.
+
+    procrastinate stops a worker whose LISTEN connection breaks (a PostgreSQL restart);
+    we start it again with backoff instead of exiting, so a restart of the database does not
+    need a restart of every worker. SIGTERM cancels the run, which procrastinate turns into
+    a graceful stop: no new jobs, running jobs finish.
+    """
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     async with AsyncExitStack() as stack:
         await open_worker_runtime(settings, stack)
         log.info("worker.started", concurrency=concurrency, queues=queues)
-        await queue_app.run_worker_async(
-            concurrency=concurrency,
-            queues=queues,
-            update_heartbeat_interval=HEARTBEAT_SECONDS,
-            stalled_worker_timeout=STALLED_AFTER_SECONDS,  # then retry_stalled_jobs steps in
-            install_signal_handlers=True,
-            delete_jobs="successful",
-        )
+        backoff = 1.0
+        while not stop.is_set():
+            started = loop.time()
+            run = asyncio.create_task(
+                queue_app.run_worker_async(
+                    concurrency=concurrency,
+                    queues=queues,
+                    update_heartbeat_interval=HEARTBEAT_SECONDS,
+                    stalled_worker_timeout=STALLED_AFTER_SECONDS,
+                    install_signal_handlers=False,
+                    delete_jobs="successful",
+                )
+            )
+            stopping = asyncio.create_task(stop.wait())
+            await asyncio.wait({run, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if stop.is_set():
+                run.cancel()
+                await asyncio.gather(run, return_exceptions=True)
+                break
+            stopping.cancel()
+            error = run.exception() if not run.cancelled() else None
+            backoff = 1.0 if loop.time() - started > 60 else min(backoff * 2, 30.0)
+            log.error("worker.restarting", error=type(error).__name__ if error else None,
+                      in_seconds=backoff)  # fmt: skip
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=backoff)
         log.info("worker.stopped")
 
 

@@ -32,6 +32,8 @@ def open_pool(conninfo: str, *, min_size: int = 1, max_size: int = 10) -> AsyncC
         # Set per connection rather than as a connect() kwarg: procrastinate opens its
         # LISTEN connection with the pool's kwargs plus its own autocommit=True.
         configure=_autocommit,
+        # A connection broken by a database restart is replaced instead of failing a request.
+        check=AsyncConnectionPool.check_connection,
         name="bitloot",
     )
 

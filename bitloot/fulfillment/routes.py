@@ -1,7 +1,79 @@
-"""Customer fulfillment endpoints: status and download links."""
+"""Customer fulfillment endpoints: status and download links.
+
+Both answer the order's owner (user JWT `sub`), a token for the order, or an admin; any
+other valid token gets the same 404 as a missing order. The download-link response is a
+set of capabilities: it is never logged or cached, and each issue is recorded per key.
+"""
 
 from __future__ import annotations
 
-from aiohttp import web
+import structlog
+from aiohttp import hdrs, web
+
+from bitloot.api import ratelimit
+from bitloot.api.context import context
+from bitloot.api.errors import NotFound
+from bitloot.auth.http import authenticate
+from bitloot.fulfillment import access
+from bitloot.orders.routes import parse_order_id
+from bitloot.orders.service import Access
 
 routes = web.RouteTableDef()
+log = structlog.get_logger(__name__)
+
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+@routes.get("/fulfillment/{order_id}/status")
+async def fulfillment_status(request: web.Request) -> web.Response:
+    """The order's statuses and each key's status; reveals and records nothing."""
+    ctx = context(request)
+    principal = await authenticate(request, ctx.verifier)
+    order_id = parse_order_id(request)
+    async with ctx.pool.connection() as conn:
+        status = await access.fulfillment_status(conn, order_id, Access.of(principal))
+    if status is None:
+        raise NotFound("No such order.")
+    return web.json_response(status.model_dump(mode="json"), headers=NO_STORE)
+
+
+@routes.get("/fulfillment/{order_id}/download-link")
+async def download_link(request: web.Request) -> web.Response:
+    """Signed URLs and data keys for a fulfilled order's keys, each issue recorded."""
+    ctx = context(request)
+    await ratelimit.limit_download_by_address(request)
+    principal = await authenticate(request, ctx.verifier)
+    await ratelimit.limit_download_by_principal(request, principal)
+    order_id = parse_order_id(request)
+    requester = access.Requester.of(
+        principal,
+        ratelimit.client_address(request, ctx.settings),
+        request.headers.get(hdrs.USER_AGENT),
+    )
+    async with ctx.pool.connection() as conn, conn.transaction():
+        links = await access.issue_download_links(
+            conn,
+            order_id,
+            Access.of(principal),
+            requester,
+            ring=ctx.ring,
+            storage=ctx.storage,
+            ttl_seconds=ctx.settings.signed_url_ttl,
+        )
+    if links is None:
+        raise NotFound("No such order.")
+    if principal.is_admin:
+        log.warning(
+            "fulfillment.admin_override",
+            admin_id=principal.subject,
+            order_id=str(order_id),
+            keys=len(links.keys),
+        )
+    else:
+        log.info(
+            "fulfillment.links_issued",
+            order_id=str(order_id),
+            actor_kind=principal.kind,
+            keys=len(links.keys),
+        )
+    return web.json_response(links.model_dump(mode="json"), headers=NO_STORE)

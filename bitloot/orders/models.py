@@ -9,7 +9,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
-ProductId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+PRODUCT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+ProductId = Annotated[str, StringConstraints(pattern=PRODUCT_ID_PATTERN)]
 
 
 class OrderItemIn(BaseModel):

@@ -59,3 +59,21 @@ SELECT id, currency, total_amount, status, fulfillment_status
 UPDATE orders SET status = %(to_status)s, status_reason = %(reason)s
  WHERE id = %(order_id)s AND status = ANY(%(from_statuses)s)
 RETURNING id;
+
+-- name: list_user_orders
+-- The caller's orders, newest first, strictly after the cursor (created_at, id), read from
+-- orders_user_created_idx (user_id, created_at DESC, id DESC). The first page passes
+-- ('infinity', the greatest uuid), so one query serves every page.
+SELECT o.id, o.user_id, o.email, o.currency, o.total_amount, o.status, o.fulfillment_status,
+       o.status_reason, o.fulfillment_error, o.invoice_url, o.paid_at,
+       o.fulfilled_at, o.created_at, o.updated_at,
+       coalesce((SELECT json_agg(json_build_object(
+                    'productId', i.product_id, 'name', p.name, 'qty', i.qty,
+                    'unitPrice', i.unit_price::text) ORDER BY i.product_id)
+                   FROM order_items i JOIN products p USING (product_id)
+                  WHERE i.order_id = o.id), '[]'::json) AS items
+  FROM orders o
+ WHERE o.user_id = %(user_id)s
+   AND (o.created_at, o.id) < (%(after_created_at)s::timestamptz, %(after_id)s::uuid)
+ ORDER BY o.created_at DESC, o.id DESC
+ LIMIT %(limit)s;

@@ -1,37 +1,53 @@
-"""`POST /orders` and `GET /orders/{id}`: thin handlers over the order service."""
+"""`POST /orders`, `GET /orders` and `GET /orders/{id}`: thin handlers over the order service."""
 
 from __future__ import annotations
 
+import json
+import re
 import uuid
+from typing import Any
 
 import structlog
 from aiohttp import web
 
 from bitloot.api.bodies import read_model
 from bitloot.api.context import ApiContext, context
-from bitloot.api.errors import BadGateway, NotFound, UnprocessableEntity
+from bitloot.api.errors import BadGateway, BadRequest, NotFound, Unauthorized, UnprocessableEntity
+from bitloot.api.ratelimit import limit_order_creation
 from bitloot.auth.http import authenticate, authenticate_optional
 from bitloot.db.connect import set_actor
-from bitloot.orders import service
-from bitloot.orders.models import CreatedOrderOut, CreateOrderIn
+from bitloot.orders import listing, service
+from bitloot.orders.models import PRODUCT_ID_PATTERN, CreatedOrderOut, CreateOrderIn
 from bitloot.payments.nowpayments import NowPaymentsError
 
 routes = web.RouteTableDef()
 log = structlog.get_logger(__name__)
 
 MAX_IDEMPOTENCY_KEY = 200
+PRODUCT_ID = re.compile(PRODUCT_ID_PATTERN)
 
 
 @routes.post("/orders")
 async def create_order(request: web.Request) -> web.Response:
     """Create an order priced on the server, open its NOWPayments invoice, return both."""
     ctx = context(request)
+    await limit_order_creation(request)
     principal = await authenticate_optional(request, ctx.verifier)
     user_id = principal.subject if principal and principal.kind in ("user", "admin") else None
     key = request.headers.get("Idempotency-Key")
     if key is not None and not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY:
         raise UnprocessableEntity([{"loc": ["header", "Idempotency-Key"], "msg": "1 to 200 chars"}])
-    body = await read_model(request, CreateOrderIn)
+    try:
+        body = await read_model(request, CreateOrderIn)
+    except UnprocessableEntity as exc:
+        # List the catalog problems too (unknown, inactive, repeated products), not only
+        # the shape ones: the client learns everything wrong with the order at once.
+        named = _named_products(json.loads(await request.read()))
+        if not named:
+            raise
+        async with ctx.pool.connection() as conn:
+            more = await service.product_problems(conn, named)
+        raise UnprocessableEntity([*exc.errors, *more]) from None
 
     async with ctx.pool.connection() as conn, conn.transaction():
         await set_actor(conn, f"user:{user_id}" if user_id else "guest")
@@ -97,6 +113,35 @@ async def _open_invoice(ctx: ApiContext, order_id: uuid.UUID, total: object, cur
     return invoice.invoice_url
 
 
+@routes.get("/orders")
+async def list_orders(request: web.Request) -> web.Response:
+    """The caller's own orders, newest first: `?cursor=&limit=` (1 to 100, default 20)."""
+    ctx = context(request)
+    principal = await authenticate(request, ctx.verifier)
+    if principal.kind == "order_token":
+        # An order token opens one order; listing needs to know who the customer is.
+        raise Unauthorized("Listing orders needs a customer token.", invalid_token=True)
+    limit = _page_limit(request.query.get("limit"))
+    cursor = request.query.get("cursor")
+    try:
+        after = listing.decode_cursor(cursor) if cursor else None
+    except listing.BadCursor:
+        raise BadRequest("The cursor is malformed; use nextCursor from a previous page.") from None
+    async with ctx.pool.connection() as conn:
+        page = await listing.list_user_orders(conn, principal.subject, after=after, limit=limit)
+    return web.json_response(page.model_dump(mode="json"), headers={"Cache-Control": "no-store"})
+
+
+def _page_limit(raw: str | None) -> int:
+    if raw is None or raw == "":
+        return listing.DEFAULT_LIMIT
+    if len(raw) <= 3 and raw.isascii() and raw.isdigit() and 1 <= int(raw) <= listing.MAX_LIMIT:
+        return int(raw)
+    raise UnprocessableEntity(
+        [{"loc": ["query", "limit"], "msg": f"an integer from 1 to {listing.MAX_LIMIT}"}]
+    )
+
+
 @routes.get("/orders/{order_id}")
 async def get_order(request: web.Request) -> web.Response:
     """The order and its statuses, for its owner, its order token, or an admin."""
@@ -108,6 +153,19 @@ async def get_order(request: web.Request) -> web.Response:
     if stored is None:
         raise NotFound("No such order.")
     return web.json_response(stored.view.model_dump(mode="json"))
+
+
+def _named_products(data: Any) -> list[tuple[int, str]]:
+    """`(index, productId)` of each item of a raw body whose productId is well-formed."""
+    items = data.get("items") if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        return []
+    named = []
+    for index, item in enumerate(items):
+        product_id = item.get("productId") if isinstance(item, dict) else None
+        if isinstance(product_id, str) and PRODUCT_ID.match(product_id):
+            named.append((index, product_id))
+    return named
 
 
 def parse_order_id(request: web.Request) -> uuid.UUID:

@@ -52,28 +52,47 @@ class PricedOrder:
 
 async def price_order(conn: psycopg.AsyncConnection[Any], body: CreateOrderIn) -> PricedOrder:
     """Price the order from `products`; every problem at once in `OrderRejected`."""
-    ids = [item.productId for item in body.items]
-    catalog = await products_by_ids(conn, ids)
+    catalog, problems = await _check_products(
+        conn, [(index, item.productId) for index, item in enumerate(body.items)]
+    )
+    if problems:
+        raise OrderRejected(problems)
+    lines = [PricedLine(catalog[item.productId], item.qty) for item in body.items]
+    return PricedOrder(lines=lines, currency=lines[0].product.currency)
+
+
+async def product_problems(
+    conn: psycopg.AsyncConnection[Any], named: list[tuple[int, str]]
+) -> list[dict[str, Any]]:
+    """The catalog problems of `(item index, productId)` pairs, for a body that failed
+    validation elsewhere: the client then learns every problem in one answer."""
+    _, problems = await _check_products(conn, named)
+    return problems
+
+
+async def _check_products(
+    conn: psycopg.AsyncConnection[Any], named: list[tuple[int, str]]
+) -> tuple[dict[str, Product], list[dict[str, Any]]]:
+    catalog = await products_by_ids(conn, [product_id for _, product_id in named])
     problems: list[dict[str, Any]] = []
     seen: set[str] = set()
-    lines: list[PricedLine] = []
-    for index, item in enumerate(body.items):
-        loc = ["items", index, "productId"]
-        if item.productId in seen:
+    currencies: set[str] = set()
+    for index, product_id in named:
+        loc = ["body", "items", index, "productId"]
+        if product_id in seen:
             problems.append({"loc": loc, "msg": "product listed twice; use qty instead"})
             continue
-        seen.add(item.productId)
-        product = catalog.get(item.productId)
+        seen.add(product_id)
+        product = catalog.get(product_id)
         if product is None or not product.active:
             problems.append({"loc": loc, "msg": "unknown or unavailable product"})
             continue
-        lines.append(PricedLine(product, item.qty))
-    currencies = {line.product.currency for line in lines}
+        currencies.add(product.currency)
     if len(currencies) > 1:
-        problems.append({"loc": ["items"], "msg": "products are priced in different currencies"})
-    if problems:
-        raise OrderRejected(problems)
-    return PricedOrder(lines=lines, currency=currencies.pop())
+        problems.append(
+            {"loc": ["body", "items"], "msg": "products are priced in different currencies"}
+        )
+    return catalog, problems
 
 
 async def insert_order(

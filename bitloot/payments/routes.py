@@ -10,6 +10,7 @@ from aiohttp import web
 
 from bitloot.api.context import context
 from bitloot.api.errors import BadRequest, Unauthorized
+from bitloot.api.ratelimit import limit_failed_signature
 from bitloot.db.connect import set_actor
 from bitloot.fulfillment.tasks import defer_fulfillment
 from bitloot.metrics import IPN_OUTCOMES
@@ -33,6 +34,7 @@ async def nowpayments_ipn(request: web.Request) -> web.Response:
         if variant is None:
             IPN_OUTCOMES.labels(outcome="bad_signature").inc()
             log.warning("ipn.rejected", reason="signature" if signature else "no_signature")
+            await limit_failed_signature(request, "nowpayments")  # 429 past the limit
             raise Unauthorized("Missing or invalid x-nowpayments-sig.")
         ipn = Ipn.from_parsed(parse_ipn_json(raw))
     except MalformedIpn as exc:

@@ -1,0 +1,188 @@
+"""Customer access to delivered keys: the order's delivery status, and download links.
+
+Ownership is part of every query (`bitloot.orders.service.Access`), so an order the caller
+may not see is indistinguishable from one that does not exist. Issuing links records one
+access event per key and marks the keys accessed, in the caller's transaction: a link is
+never handed out without its record. Functions take the connection and never commit.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import psycopg
+from psycopg.rows import class_row, dict_row
+
+from bitloot.api.errors import ApiError, Conflict
+from bitloot.auth.tokens import Principal
+from bitloot.db.queries import QuerySet
+from bitloot.fulfillment.models import (
+    DownloadLinksOut,
+    FulfillmentStatusOut,
+    KeyLinkOut,
+    KeyStatusOut,
+)
+from bitloot.orders.service import Access
+from bitloot.storage.base import ObjectStorage
+from bitloot.vault.crypto import ALGORITHM, MasterKeyRing, unwrap_data_key
+
+Q = QuerySet("bitloot.fulfillment", "access_queries.sql")
+Conn = psycopg.AsyncConnection[Any]
+
+USER_AGENT_MAX_CHARS = 256
+AVAILABLE = ("stored", "accessed")
+
+
+class OrderNotFulfilled(Conflict):
+    """409: the order has no keys to hand out yet (or never will: see `fulfillmentStatus`)."""
+
+    slug = "order-not-fulfilled"
+    title = "Order not fulfilled"
+
+    def __init__(self, status: str, fulfillment_status: str) -> None:
+        super().__init__(
+            "The order's keys are not ready; poll its status until it is fulfilled.",
+            extras={"orderStatus": status, "fulfillmentStatus": fulfillment_status},
+        )
+
+
+class KeysGone(ApiError):
+    """410: the keys can no longer be downloaded (expired, deleted, or the order refunded)."""
+
+    status = 410
+    slug = "keys-gone"
+    title = "Keys no longer available"
+
+    def __init__(self, detail: str, keys: list[dict[str, str]] | None = None) -> None:
+        super().__init__(detail, extras={"keys": keys or []})
+
+
+@dataclass(frozen=True)
+class Requester:
+    """Who asks for links and from where, as the access events record it."""
+
+    actor_kind: Literal["user", "order_token", "admin"]
+    actor_id: str
+    client_ip: str | None
+    user_agent: str | None
+
+    @classmethod
+    def of(cls, principal: Principal, client_ip: str | None, user_agent: str | None) -> Requester:
+        """The requester behind a verified principal (for an order token, the order id)."""
+        return cls(principal.kind, principal.subject, client_ip, _printable(user_agent))
+
+
+@dataclass(frozen=True)
+class _KeyRow:
+    key_id: str
+    object_key: str
+    content_type: str
+    wrapped_data_key: bytes
+    master_key_id: str
+    status: str
+
+
+def _params(order_id: uuid.UUID, access: Access) -> dict[str, Any]:
+    return {
+        "order_id": order_id,
+        "is_admin": access.is_admin,
+        "user_id": access.user_id,
+        "token_order_id": access.token_order_id,
+    }
+
+
+def _printable(text: str | None) -> str | None:
+    # Headers may carry control characters or undecodable bytes (surrogate-escaped), which
+    # a text column refuses; keep what prints, and not much of it.
+    if not text:
+        return None
+    return "".join(ch for ch in text if ch.isprintable())[:USER_AGENT_MAX_CHARS] or None
+
+
+async def fulfillment_status(
+    conn: Conn, order_id: uuid.UUID, access: Access
+) -> FulfillmentStatusOut | None:
+    """The order's statuses and its keys' statuses; None when missing or not visible."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(Q["fulfillment_status"], _params(order_id, access))
+        row = await cur.fetchone()
+    if row is None:
+        return None
+    return FulfillmentStatusOut(
+        orderId=row["id"],
+        orderStatus=row["status"],
+        fulfillmentStatus=row["fulfillment_status"],
+        keys=[KeyStatusOut.model_validate(k) for k in row["keys"]],
+        updatedAt=row["updated_at"],
+    )
+
+
+async def issue_download_links(
+    conn: Conn,
+    order_id: uuid.UUID,
+    access: Access,
+    requester: Requester,
+    *,
+    ring: MasterKeyRing,
+    storage: ObjectStorage,
+    ttl_seconds: int,
+) -> DownloadLinksOut | None:
+    """Signed URLs and data keys for every key of a fulfilled order, with the access
+    recorded; None when missing or not visible, `OrderNotFulfilled` or `KeysGone` else."""
+    cur = await conn.execute(Q["order_for_download"], _params(order_id, access))
+    order = await cur.fetchone()
+    if order is None:
+        return None
+    status, fulfillment_status = order
+    if status == "refunded":
+        raise KeysGone("The order was refunded; its keys are no longer available.")
+    if status != "fulfilled":
+        raise OrderNotFulfilled(status, fulfillment_status)
+    async with conn.cursor(row_factory=class_row(_KeyRow)) as kcur:
+        await kcur.execute(Q["keys_for_download"], {"order_id": order_id})
+        keys = await kcur.fetchall()
+    # All or nothing: the keys of an order share one retention period, so a partial answer
+    # only follows a manual change, and would read like a complete delivery.
+    gone = [{"keyId": k.key_id, "status": k.status} for k in keys if k.status not in AVAILABLE]
+    if gone:
+        raise KeysGone("The order's keys have expired and are no longer available.", gone)
+    # Whole seconds, taken before signing: every URL lives at least until `expires_at`.
+    expires_at = int(time.time()) + ttl_seconds
+    links = [await _link(k, order_id, ring, storage, ttl_seconds) for k in keys]
+    await conn.execute(
+        Q["record_key_access"],
+        {
+            "order_id": order_id,
+            "key_ids": [k.key_id for k in keys],
+            "actor_kind": requester.actor_kind,
+            "actor_id": requester.actor_id,
+            "client_ip": requester.client_ip,
+            "user_agent": requester.user_agent,
+        },
+    )
+    return DownloadLinksOut(
+        orderId=order_id, expiresAt=datetime.fromtimestamp(expires_at, UTC), keys=links
+    )
+
+
+async def _link(
+    key: _KeyRow, order_id: uuid.UUID, ring: MasterKeyRing, storage: ObjectStorage, ttl: int
+) -> KeyLinkOut:
+    data_key = unwrap_data_key(
+        key.wrapped_data_key,
+        master_key_id=key.master_key_id,
+        order_id=order_id,
+        key_id=key.key_id,
+        ring=ring,
+    )
+    return KeyLinkOut(
+        keyId=key.key_id,
+        contentType=key.content_type,
+        signedUrl=await storage.signed_get_url(key.object_key, ttl),
+        dataKey=data_key.to_base64(),
+        algorithm=ALGORITHM,
+    )

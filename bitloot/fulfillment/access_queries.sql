@@ -1,0 +1,45 @@
+-- name: fulfillment_status
+-- Ownership is decided here, as in orders' get_order: an admin, the signed-in owner, or a
+-- token for this order. Anyone else gets no row, exactly like a missing order.
+SELECT o.id, o.status, o.fulfillment_status,
+       greatest(o.updated_at, max(k.updated_at)) AS updated_at,
+       coalesce(json_agg(json_build_object('keyId', k.key_id, 'status', k.status)
+                         ORDER BY k.created_at, k.key_id)
+                FILTER (WHERE k.key_id IS NOT NULL), '[]'::json) AS keys
+  FROM orders o
+  LEFT JOIN key_delivery_logs k ON k.order_id = o.id
+ WHERE o.id = %(order_id)s
+   AND (%(is_admin)s OR o.user_id = %(user_id)s OR o.id = %(token_order_id)s)
+ GROUP BY o.id;
+
+-- name: order_for_download
+-- The same ownership test; the row lock keeps a refund from landing while links are issued.
+SELECT o.status, o.fulfillment_status
+  FROM orders o
+ WHERE o.id = %(order_id)s
+   AND (%(is_admin)s OR o.user_id = %(user_id)s OR o.id = %(token_order_id)s)
+   FOR SHARE;
+
+-- name: keys_for_download
+-- Locked so the expiry job cannot expire or delete a key between this read and the
+-- access record; a key past expires_at counts as expired even before that job has run.
+SELECT key_id, object_key, content_type, wrapped_data_key, master_key_id,
+       CASE WHEN status IN ('stored', 'accessed') AND expires_at <= now() THEN 'expired'
+            ELSE status END AS status
+  FROM key_delivery_logs
+ WHERE order_id = %(order_id)s
+ ORDER BY created_at, key_id
+   FOR UPDATE;
+
+-- name: record_key_access
+-- One statement: mark the keys accessed and append one access event per key.
+WITH touched AS (
+    UPDATE key_delivery_logs
+       SET status = 'accessed', last_accessed_at = now()
+     WHERE order_id = %(order_id)s AND key_id = ANY(%(key_ids)s)
+       AND status IN ('stored', 'accessed')
+    RETURNING order_id, key_id
+)
+INSERT INTO key_access_events (order_id, key_id, actor_kind, actor_id, client_ip, user_agent)
+SELECT order_id, key_id, %(actor_kind)s, %(actor_id)s, %(client_ip)s::inet, %(user_agent)s
+  FROM touched;

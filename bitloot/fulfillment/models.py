@@ -1,0 +1,48 @@
+"""What clients get from the customer fulfillment endpoints."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+KeyStatus = Literal["stored", "accessed", "expired", "deleted"]
+
+
+class KeyStatusOut(BaseModel):
+    """One delivered key's place in its life: stored, accessed, expired or deleted."""
+
+    keyId: str
+    status: KeyStatus
+
+
+class FulfillmentStatusOut(BaseModel):
+    """`GET /fulfillment/{orderId}/status`: never a key, a link or a data key."""
+
+    orderId: uuid.UUID
+    orderStatus: str
+    fulfillmentStatus: str
+    keys: list[KeyStatusOut]
+    updatedAt: datetime
+
+
+class KeyLinkOut(BaseModel):
+    """Where one key's ciphertext is and the data key that opens it (see CONTRACT.md)."""
+
+    keyId: str
+    contentType: str
+    # Both are capabilities: kept out of repr, so a stray log line or traceback shows neither.
+    signedUrl: str = Field(repr=False)
+    dataKey: str = Field(repr=False)
+    algorithm: str
+
+
+class DownloadLinksOut(BaseModel):
+    """`GET /fulfillment/{orderId}/download-link`: every key of the order, each link valid
+    until `expiresAt`."""
+
+    orderId: uuid.UUID
+    expiresAt: datetime
+    keys: list[KeyLinkOut]
