@@ -8,6 +8,7 @@ stops it explicitly (the demo does, when it was the one that started it).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import subprocess
@@ -70,7 +71,9 @@ def stop_embedded_server(data_dir: Path) -> bool:
     pgdata = embedded_pgdata(data_dir)
     # The wheel caches one handle per data directory in this process; a stopped server's
     # handle would make the next ensure_embedded_server() return it instead of starting one.
-    PostgresServer._instances.pop(pgdata.resolve(), None)
+    cached = PostgresServer._instances.pop(pgdata.resolve(), None)
+    if cached is not None:
+        atexit.unregister(cached._cleanup)  # it would look itself up in _instances at exit
     info = PostmasterInfo.read_from_pgdata(pgdata)
     if info is None or not info.is_running():
         return False

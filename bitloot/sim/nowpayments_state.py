@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -225,10 +226,13 @@ class SimState:
         return f"SimState(public_base_url={self.public_base_url!r})"
 
     def _reset_counters(self) -> None:
-        # Starting points shaped like the ids in the official examples.
-        self._next_invoice = 4522625843
-        self._next_payment = 5077125051
-        self._next_purchase = 6084744717
+        # Ids shaped like the official examples' (10 digits), starting from the clock so a
+        # restarted simulator never hands out an id that an earlier run already used: the
+        # real ids are globally unique, and BitLoot's database relies on that.
+        offset = time.time_ns() // 1000 % 10**8
+        self._next_invoice = 4_400_000_000 + offset
+        self._next_payment = 5_000_000_000 + offset
+        self._next_purchase = 6_000_000_000 + offset
         self._next_ipn = 1
 
     @property
