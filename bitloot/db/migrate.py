@@ -49,7 +49,11 @@ def _migrations() -> Any:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return read_migrations(str(migrations_dir()))
+        migrations = read_migrations(str(migrations_dir()))
+    if not migrations:
+        # yoyo reads a missing folder as "no migrations": never call an empty schema current.
+        raise FileNotFoundError(f"no migrations found in {migrations_dir()}")
+    return migrations
 
 
 def apply_migrations(conninfo: str) -> list[str]:
