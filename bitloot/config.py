@@ -83,6 +83,8 @@ class Settings(BaseSettings):
     # /metrics on the API port only when explicitly public; otherwise on a localhost port.
     metrics_public: bool = False
     metrics_port: int = Field(default=9108, ge=0, le=65535)
+    # Each worker's own metrics (jobs, Kinguin latency, time to key) on 127.0.0.1; 0: off.
+    worker_metrics_port: int = Field(default=9109, ge=0, le=65535)
     max_body_bytes: int = Field(default=64 * 1024, gt=0)
 
     # Rate limits, in requests per minute (bursts up to the same number); 0 turns one off.

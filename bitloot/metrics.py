@@ -11,6 +11,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -56,6 +57,12 @@ KINGUIN_CALL_DURATION = Histogram(
     ["endpoint", "outcome"],
     registry=REGISTRY,
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+QUEUE_DEPTH = Gauge(
+    "bitloot_queue_jobs",
+    "Jobs in the queue by queue and status (todo, doing), read when /metrics is scraped.",
+    ["queue", "status"],
+    registry=REGISTRY,
 )
 JOB_OUTCOMES = Counter(
     "bitloot_jobs_total",

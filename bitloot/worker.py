@@ -10,7 +10,9 @@ import argparse
 import asyncio
 import contextlib
 import signal
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
+from typing import Any
 
 import structlog
 
@@ -21,7 +23,7 @@ from bitloot.delivery.transport import transport_from_settings
 from bitloot.fulfillment.maintenance import STALLED_AFTER_SECONDS
 from bitloot.kinguin.client import KinguinClient
 from bitloot.logs import configure_logging
-from bitloot.metrics import KINGUIN_CALL_DURATION
+from bitloot.metrics import JOB_OUTCOMES, KINGUIN_CALL_DURATION, REGISTRY
 from bitloot.payments.nowpayments import NowPaymentsClient
 from bitloot.queue import EMAIL_QUEUE, FULFILLMENT_QUEUE, MAINTENANCE_QUEUE, queue_app
 from bitloot.runtime import Runtime, set_runtime
@@ -36,6 +38,33 @@ HEARTBEAT_SECONDS = 2.0
 
 def _observe_kinguin(endpoint: str, seconds: float, outcome: str) -> None:
     KINGUIN_CALL_DURATION.labels(endpoint=endpoint, outcome=outcome).observe(seconds)
+
+
+async def count_jobs(call_next: Callable[[], Awaitable[Any]], context: Any, _worker: Any) -> Any:
+    """procrastinate worker middleware: jobs by task and outcome, with the job id logged."""
+    task = context.job.task_name
+    with structlog.contextvars.bound_contextvars(job_id=context.job.id):
+        try:
+            result = await call_next()
+        except Exception:
+            JOB_OUTCOMES.labels(task=task, outcome="raised").inc()
+            raise
+    JOB_OUTCOMES.labels(task=task, outcome="succeeded").inc()
+    return result
+
+
+def serve_worker_metrics(port: int) -> None:
+    """Expose this worker's metrics on 127.0.0.1:`port` (0: not at all)."""
+    if not port:
+        return
+    from prometheus_client import start_http_server
+
+    try:
+        start_http_server(port, addr="127.0.0.1", registry=REGISTRY)
+        log.info("metrics.listening", url=f"http://127.0.0.1:{port}/metrics")
+    except OSError:
+        # Several workers on one host: give each its own BITLOOT_WORKER_METRICS_PORT.
+        log.warning("metrics.port_in_use", port=port)
 
 
 async def open_worker_runtime(settings: Settings, stack: AsyncExitStack) -> Core:
@@ -100,6 +129,7 @@ async def run_worker(settings: Settings, *, concurrency: int, queues: list[str])
         loop.add_signal_handler(sig, stop.set)
     async with AsyncExitStack() as stack:
         await open_worker_runtime(settings, stack)
+        serve_worker_metrics(settings.worker_metrics_port)
         log.info("worker.started", concurrency=concurrency, queues=queues)
         backoff = 1.0
         while not stop.is_set():
@@ -112,6 +142,7 @@ async def run_worker(settings: Settings, *, concurrency: int, queues: list[str])
                     stalled_worker_timeout=STALLED_AFTER_SECONDS,
                     install_signal_handlers=False,
                     delete_jobs="successful",
+                    worker_middleware=[count_jobs],
                 )
             )
             stopping = asyncio.create_task(stop.wait())

@@ -6,10 +6,10 @@ import asyncio
 
 from aiohttp import web
 
-from bitloot.api.context import context
+from bitloot.api.context import CONTEXT, ApiContext, context
 from bitloot.api.errors import ServiceUnavailable
 from bitloot.db.migrate import pending_migrations
-from bitloot.metrics import exposition
+from bitloot.metrics import QUEUE_DEPTH, exposition
 
 routes = web.RouteTableDef()
 metrics_routes = web.RouteTableDef()
@@ -41,7 +41,24 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 @metrics_routes.get("/metrics")
-async def metrics(_request: web.Request) -> web.Response:
-    """Prometheus text exposition of this process's metrics."""
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text exposition of this process's metrics, with the queue depth."""
+    if CONTEXT in request.app:
+        await _refresh_queue_depth(request.app[CONTEXT])
     body, content_type = exposition()
     return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+async def _refresh_queue_depth(ctx: ApiContext) -> None:
+    try:
+        async with asyncio.timeout(READY_TIMEOUT), ctx.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT queue_name, status::text, count(*) FROM procrastinate_jobs"
+                " WHERE status IN ('todo', 'doing') GROUP BY 1, 2"
+            )
+            rows = await cur.fetchall()
+    except Exception:  # metrics must answer even when the database does not
+        return
+    QUEUE_DEPTH.clear()
+    for queue, status, count in rows:
+        QUEUE_DEPTH.labels(queue=queue, status=status).set(count)

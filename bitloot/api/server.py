@@ -14,6 +14,7 @@ from bitloot.api.app import create_app, run_app
 from bitloot.api.context import CONTEXT, ApiContext
 from bitloot.api.health import metrics_routes
 from bitloot.api.health import routes as health_routes
+from bitloot.api.openapi import routes as openapi_routes
 from bitloot.auth.tokens import TokenVerifier
 from bitloot.config import Settings
 from bitloot.fulfillment.routes import routes as fulfillment_routes
@@ -43,6 +44,7 @@ def route_tables(settings: Settings) -> list[web.RouteTableDef]:
         fulfillment_routes,
         keypage_routes,
         admin_routes,
+        openapi_routes,
     ]
     if settings.metrics_public:
         tables.append(metrics_routes)
@@ -79,8 +81,9 @@ async def build_app(settings: Settings) -> web.Application:
         )
         # No queue_app.open_async here: the API only defers jobs on its own connections
         # (configure(connection=conn)), which needs no procrastinate pool.
+        context = api_context(core, nowpayments)
         if not settings.metrics_public and settings.metrics_port:
-            await _serve_metrics_locally(settings.metrics_port, stack)
+            await _serve_metrics_locally(settings.metrics_port, stack, context)
     except BaseException:
         await stack.aclose()
         raise
@@ -92,14 +95,15 @@ async def build_app(settings: Settings) -> web.Application:
     app = create_app(
         settings=settings, route_tables=route_tables(settings), cleanup_ctx=[close_everything]
     )
-    app[CONTEXT] = api_context(core, nowpayments)
+    app[CONTEXT] = context
     if isinstance(core.storage, LocalObjectStorage):
         app.add_routes(local_objects_routes(core.storage))
     return app
 
 
-async def _serve_metrics_locally(port: int, stack: AsyncExitStack) -> None:
+async def _serve_metrics_locally(port: int, stack: AsyncExitStack, context: ApiContext) -> None:
     metrics_app = web.Application()
+    metrics_app[CONTEXT] = context
     metrics_app.add_routes(metrics_routes)
     runner = web.AppRunner(metrics_app, access_log=None)
     await runner.setup()

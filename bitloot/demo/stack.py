@@ -121,6 +121,7 @@ class LocalStack:
             "BITLOOT_KINGUIN_API_URL": f"{self.sim}/kinguin",
             "BITLOOT_KINGUIN_POLL_INTERVAL": "0.5",
             "BITLOOT_METRICS_PORT": str(free_port()),
+            "BITLOOT_WORKER_METRICS_PORT": str(free_port()),
             "BITLOOT_LOG_FORMAT": "json",
         }
         # Keep what the operator configured explicitly (e.g. BITLOOT_SMTP_URL).

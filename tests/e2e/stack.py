@@ -69,6 +69,7 @@ class Stack:
             "BITLOOT_KINGUIN_WEBHOOK_SECRET": "e2e-kinguin-webhook-secret",
             "BITLOOT_KINGUIN_POLL_INTERVAL": "0.5",
             "BITLOOT_METRICS_PORT": "0",
+            "BITLOOT_WORKER_METRICS_PORT": "0",
             "BITLOOT_LOG_FORMAT": "json",
             **self.extra_env,
         }
