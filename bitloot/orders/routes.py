@@ -35,7 +35,7 @@ async def create_order(request: web.Request) -> web.Response:
     principal = await authenticate_optional(request, ctx.verifier)
     user_id = principal.subject if principal and principal.kind in ("user", "admin") else None
     key = request.headers.get("Idempotency-Key")
-    if key is not None and not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY:
+    if key is not None and not (1 <= len(key) <= MAX_IDEMPOTENCY_KEY and _storable(key)):
         raise UnprocessableEntity([{"loc": ["header", "Idempotency-Key"], "msg": "1 to 200 chars"}])
     try:
         body = await read_model(request, CreateOrderIn)
@@ -60,13 +60,15 @@ async def create_order(request: web.Request) -> web.Response:
         )
         stored = await service.get_order(conn, order_id, service.Access(is_admin=True))
     assert stored is not None
-    if not created and (stored.view.email != str(body.email) or stored.user_id != user_id):
+    if not created and not _same_order(stored, body, user_id):
         raise UnprocessableEntity(
             [{"loc": ["header", "Idempotency-Key"], "msg": "already used for another order"}]
         )
     invoice_url = stored.view.invoiceUrl
     if stored.view.status == "created":
-        invoice_url = await _open_invoice(ctx, order_id, stored.view.totalAmount, priced.currency)
+        invoice_url = await _open_invoice(
+            ctx, order_id, stored.view.totalAmount, stored.view.currency
+        )
     answer = CreatedOrderOut(
         id=order_id,
         status="waiting" if stored.view.status == "created" else stored.view.status,
@@ -109,8 +111,21 @@ async def _open_invoice(ctx: ApiContext, order_id: uuid.UUID, total: object, cur
         ) from None
     async with ctx.pool.connection() as conn, conn.transaction():
         await set_actor(conn, "api", "invoice created")
-        await service.record_invoice(conn, order_id, invoice.id, invoice.invoice_url)
+        if not await service.record_invoice(conn, order_id, invoice.id, invoice.invoice_url):
+            # A concurrent replay of the same Idempotency-Key recorded its invoice first:
+            # answer with that one, the invoice the order is bound to (ours stays unused).
+            stored = await service.get_order(conn, order_id, service.Access(is_admin=True))
+            if stored is not None and stored.view.invoiceUrl:
+                log.warning("order.invoice_superseded", order_id=str(order_id))
+                return stored.view.invoiceUrl
     return invoice.invoice_url
+
+
+def _same_order(stored: service.StoredOrder, body: CreateOrderIn, user_id: str | None) -> bool:
+    """Whether a replayed `POST /orders` asks for the order its Idempotency-Key made."""
+    asked = sorted((item.productId, item.qty) for item in body.items)
+    made = sorted((item.productId, item.qty) for item in stored.view.items)
+    return (stored.view.email, stored.user_id, made) == (str(body.email), user_id, asked)
 
 
 @routes.get("/orders")
@@ -166,6 +181,15 @@ def _named_products(data: Any) -> list[tuple[int, str]]:
         if isinstance(product_id, str) and PRODUCT_ID.match(product_id):
             named.append((index, product_id))
     return named
+
+
+def _storable(text: str) -> bool:
+    """Header bytes that are not UTF-8 arrive surrogate-escaped; PostgreSQL takes none."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
 
 
 def parse_order_id(request: web.Request) -> uuid.UUID:

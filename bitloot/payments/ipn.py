@@ -25,6 +25,8 @@ log = structlog.get_logger(__name__)
 IN_PROGRESS = {"confirming", "confirmed", "sending"}
 # Order statuses from which a payment report may still move the order.
 OPEN_ORDER = ["created", "waiting", "confirming"]
+# Settled order statuses a refund may still move (order_status_transitions allows them).
+REFUNDABLE = ["paid", "fulfilled", "underpaid"]
 
 EnqueueFulfillment = Callable[[psycopg.AsyncConnection[Any], uuid.UUID], Awaitable[None]]
 
@@ -147,11 +149,16 @@ async def _apply(
     if await cur.fetchone() is None:
         return IpnOutcome("stale", order_id=order_id)
 
+    if ipn.parent_payment_id is not None:
+        # A re-deposit: a top-up of (or a change to) an earlier payment, never a payment of
+        # the order on its own. Orders are paid by one payment; a human settles the rest.
+        return IpnOutcome(f"redeposit_{ipn.payment_status}", needs_attention=True,
+                          order_id=order_id)  # fmt: skip
     move = _decide(ipn, currency, total, policy)
     if move is None:
         return IpnOutcome(f"payment_{ipn.payment_status}", order_id=order_id)
     target, reason, attention = move
-    if status not in OPEN_ORDER and not (target == "refunded" and status in ("paid", "fulfilled")):
+    if status not in OPEN_ORDER and not (target == "refunded" and status in REFUNDABLE):
         # e.g. a second payment failing after the order was already paid: nothing to move.
         return IpnOutcome(f"order_already_{status}", needs_attention=attention, order_id=order_id)
     if target == "confirming" and status == "confirming":
@@ -214,7 +221,7 @@ async def _move(
     cur = await conn.execute(
         QO["move_order_status"],
         {"order_id": order_id, "to_status": target, "reason": reason,
-         "from_statuses": [*OPEN_ORDER, "paid", "fulfilled"]},
+         "from_statuses": [*OPEN_ORDER, *REFUNDABLE]},
     )  # fmt: skip
     return await cur.fetchone() is not None
 
