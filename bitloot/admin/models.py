@@ -51,12 +51,20 @@ class PaymentListQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    status: PaymentStatusValue | None = None
-    from_: QueryInstant | None = Field(default=None, alias="from")
-    to: QueryInstant | None = None
-    email: EmailFilter | None = None
-    cursor: Annotated[str, StringConstraints(min_length=1, max_length=512)] | None = None
-    limit: int = Field(default=50, ge=1, le=100)
+    status: PaymentStatusValue | None = Field(
+        default=None, description="Only payments in this NOWPayments status."
+    )
+    from_: QueryInstant | None = Field(
+        default=None, alias="from", description="Created at or after (with a UTC offset)."
+    )
+    to: QueryInstant | None = Field(default=None, description="Created before (with a UTC offset).")
+    email: EmailFilter | None = Field(
+        default=None, description="The order's email, exactly, ignoring case."
+    )
+    cursor: Annotated[str, StringConstraints(min_length=1, max_length=512)] | None = Field(
+        default=None, description="`nextCursor` of the previous page, with the same filters."
+    )
+    limit: int = Field(default=50, ge=1, le=100, description="Page size.")
 
     @model_validator(mode="after")
     def _range_is_ordered(self) -> PaymentListQuery:

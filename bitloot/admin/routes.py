@@ -49,7 +49,7 @@ async def get_payment(request: web.Request) -> web.Response:
     """A payment with every IPN received for it, raw bodies included."""
     await _admin(request)
     payment_id = request.match_info["payment_id"]
-    if len(payment_id) > _MAX_PAYMENT_ID:
+    if len(payment_id) > _MAX_PAYMENT_ID or "\x00" in payment_id:  # no such id can exist
         raise NotFound("No such payment.")
     async with context(request).pool.connection() as conn, conn.transaction():
         await service.read_from_one_snapshot(conn)
@@ -77,7 +77,7 @@ async def retry_fulfillment(request: web.Request) -> web.Response:
     """Queue a failed fulfillment again (failed -> pending), audited with the admin's reason."""
     admin = await _admin(request)
     order_id = parse_order_id(request)
-    body = await read_model(request, ReasonIn)
+    body = _no_nul(await read_model(request, ReasonIn))
     async with context(request).pool.connection() as conn, conn.transaction():
         await set_actor(conn, f"admin:{admin.subject}", body.reason)
         try:
@@ -95,7 +95,7 @@ async def resend_delivery_email(request: web.Request) -> web.Response:
     """Queue the next generation of a fulfilled order's delivery email, audited."""
     admin = await _admin(request)
     order_id = parse_order_id(request)
-    body = await read_model(request, ReasonIn)
+    body = _no_nul(await read_model(request, ReasonIn))
     async with context(request).pool.connection() as conn, conn.transaction():
         await set_actor(conn, f"admin:{admin.subject}", body.reason)
         try:
@@ -124,11 +124,20 @@ def _read_query(request: web.Request, model: type[ModelT]) -> ModelT:
     for name in request.query:
         if name in values:
             raise UnprocessableEntity([{"loc": ["query", name], "msg": "given more than once"}])
+        if "\x00" in request.query[name]:  # `%00`: PostgreSQL text cannot hold it (a 500)
+            raise UnprocessableEntity([{"loc": ["query", name], "msg": "contains NUL"}])
         values[name] = request.query[name]
     try:
         return model.model_validate(values)
     except ValidationError as exc:
         raise UnprocessableEntity.from_validation_error(exc, location="query") from None
+
+
+def _no_nul(body: ReasonIn) -> ReasonIn:
+    """JSON can carry `\\u0000`, which PostgreSQL text cannot hold (a 500 otherwise)."""
+    if "\x00" in body.reason:
+        raise UnprocessableEntity([{"loc": ["body", "reason"], "msg": "contains NUL"}])
+    return body
 
 
 def _repair_error(exc: Exception) -> Exception:

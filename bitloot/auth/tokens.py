@@ -204,7 +204,9 @@ class TokenVerifier:
 
     def verify(self, token: str) -> Principal:
         """The principal `token` speaks for, or `InvalidToken`."""
-        if not token or len(token) > _MAX_TOKEN_CHARS:
+        # A JWT is ASCII; header bytes that are not UTF-8 arrive surrogate-escaped, and
+        # PyJWT would fail encoding them (a 500) rather than reject the token.
+        if not token or len(token) > _MAX_TOKEN_CHARS or not token.isascii():
             raise InvalidToken("token is malformed", reason="malformed")
         if self._is_order_token(token):
             return self.verify_order_token(token)

@@ -23,6 +23,7 @@ log = structlog.get_logger(__name__)
 
 ORDER_EVENTS = ("order.status", "order.complete")  # order.complete is deprecated but still sent
 KNOWN_EVENTS = (*ORDER_EVENTS, "product.update")
+MAX_ID_CHARS = 200  # Kinguin order ids are short
 
 
 @routes.post("/webhooks/kinguin")
@@ -66,7 +67,9 @@ async def kinguin_webhook(request: web.Request) -> web.Response:
         )
     except ValidationError:
         raise BadRequest("The order event is missing or has invalid fields.") from None
-    if not all(_storable(v) for v in (event.order_id, event.order_external_id)):
+    storable = all(_storable(v) for v in (event.order_id, event.order_external_id))
+    # The id is indexed (webhook_events, kinguin_orders): one much over 2 kB is a 500.
+    if not storable or len(event.order_id) > MAX_ID_CHARS:
         raise BadRequest("The order event is missing or has invalid fields.")
     dedup = f"{event.order_id}:{event.status}:{event.updated_at.isoformat()}"
     async with ctx.pool.connection() as conn, conn.transaction():

@@ -5,6 +5,10 @@ No outbound call happens here: the fulfillment is a job enqueued in the same tra
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
 import structlog
 from aiohttp import web
 
@@ -37,6 +41,8 @@ async def nowpayments_ipn(request: web.Request) -> web.Response:
             await limit_failed_signature(request, "nowpayments")  # 429 past the limit
             raise Unauthorized("Missing or invalid x-nowpayments-sig.")
         ipn = Ipn.from_parsed(parse_ipn_json(raw))
+        if invalid := _unstorable_fields(ipn):
+            raise MalformedIpn(f"IPN body has invalid fields: {', '.join(invalid)}")
     except MalformedIpn as exc:
         IPN_OUTCOMES.labels(outcome="malformed").inc()
         raise BadRequest(str(exc)) from None
@@ -63,3 +69,51 @@ async def nowpayments_ipn(request: web.Request) -> web.Response:
     return web.json_response(
         {"status": "duplicate" if result.duplicate else "accepted", "outcome": result.outcome}
     )
+
+
+# PostgreSQL cannot index text much over 2 kB, and NOWPayments ids are short numbers.
+MAX_ID_CHARS = 200
+ID_FIELDS = (
+    "payment_id",
+    "parent_payment_id",
+    "invoice_id",
+    "purchase_id",
+    "order_id",
+    "payment_extra_ids",
+)
+# The amount columns hold less than 10^18; below 10^-30 an amount is noise that would only
+# make the arithmetic on it overflow.
+SMALLEST_AMOUNT, AMOUNT_LIMIT = Decimal("1e-30"), Decimal("1e18")
+
+
+def _unstorable_fields(ipn: Ipn) -> list[str]:
+    """Names of the fields a signed IPN could carry that the database cannot store (which
+    would fail the request with a 500): NUL or lone surrogates in text, ids too long to
+    index, amounts out of range."""
+    data = ipn.model_dump()
+    bad = set(_bad_values(data))
+    for name in ID_FIELDS:
+        values = data[name] if isinstance(data[name], list) else [data[name]]
+        if any(v is not None and len(v) > MAX_ID_CHARS for v in values):
+            bad.add(name)
+    return sorted(bad)
+
+
+def _bad_values(value: Any, name: str = "") -> Iterator[str]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _bad_values(item, f"{name}.{key}" if name else str(key))
+    elif isinstance(value, list):
+        for item in value:
+            yield from _bad_values(item, name)
+    elif isinstance(value, Decimal):
+        if value and not SMALLEST_AMOUNT <= abs(value) < AMOUNT_LIMIT:
+            yield name
+    elif isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            yield name
+        else:
+            if "\x00" in value:
+                yield name
