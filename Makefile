@@ -26,6 +26,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy --strict bitloot
 
 pytest: $(STAMP)
+	./scripts/install-browser.sh
 	$(BIN)/pytest
 
 # Regenerate sql/schema.snapshot.sql from a scratch database migrated from nothing.

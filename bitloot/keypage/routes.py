@@ -1,7 +1,189 @@
-"""`GET /orders/{id}/key` and its static assets."""
+"""`GET /orders/{id}/key` and its static assets.
+
+The key page is static: the same HTML for every order, whose script reads the order id from
+the path and the order token from the URL fragment (never sent to a server). Serving it
+reads no database and changes nothing, so a mail scanner that prefetches the link reveals
+and consumes nothing; only the Reveal button (download-link) is logged.
+
+A malformed order id does not match the route, so it gets the API's 404: every emailed
+link carries a real UUID, and the page then never has to handle garbage in its path.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import re
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from urllib.parse import urlsplit
+
 from aiohttp import web
 
+from bitloot.api.app import SETTINGS
+from bitloot.config import Settings
+
 routes = web.RouteTableDef()
+
+_UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+PAGE_PATH = "/orders/{order_id:" + _UUID + "}/key"
+SCRIPT_PATH = "/static/keypage.js"
+STYLE_PATH = "/static/keypage.css"
+
+# A year, for asset URLs that carry the current content hash (`?v=`); anything else must
+# revalidate, so an old page never runs with a new script or the other way round.
+_IMMUTABLE = "public, max-age=31536000, immutable"
+_REVALIDATE = "no-cache"
+
+# Host names and IP literals only: a value that could break out of the header is refused.
+_HOST = re.compile(r"[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\]|\*\.[A-Za-z0-9.-]{1,250}")
+_AWS_S3_ORIGIN = "https://*.amazonaws.com"
+
+
+@dataclass(frozen=True)
+class _Asset:
+    body: bytes
+    content_type: str
+    etag: str
+    version: str
+
+
+@dataclass(frozen=True)
+class _Assets:
+    html: bytes
+    script: _Asset
+    style: _Asset
+
+
+def _read(name: str) -> bytes:
+    return (resources.files("bitloot.keypage") / "static" / name).read_bytes()
+
+
+def _asset(name: str, content_type: str) -> _Asset:
+    body = _read(name)
+    digest = hashlib.sha256(body).hexdigest()
+    return _Asset(
+        body=body, content_type=content_type, etag=f'"{digest[:32]}"', version=digest[:16]
+    )
+
+
+@cache
+def _assets() -> _Assets:
+    """The page and its assets, read from the package once; the page links each asset by
+    its content hash, so browsers may cache them for a year."""
+    script = _asset("keypage.js", "text/javascript")
+    style = _asset("keypage.css", "text/css")
+    html = _read("keypage.html")
+    for path, asset in ((SCRIPT_PATH, script), (STYLE_PATH, style)):
+        quoted = f'"{path}"'.encode()
+        if quoted not in html:
+            raise RuntimeError(f"keypage.html does not reference {path}")
+        html = html.replace(quoted, f'"{path}?v={asset.version}"'.encode())
+    return _Assets(html=html, script=script, style=style)
+
+
+def _origin(url: str | None) -> str | None:
+    """`scheme://host[:port]` of an http(s) URL, or None when it is not one."""
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    host = parts.hostname
+    if parts.scheme not in ("http", "https") or not host:
+        return None
+    if ":" in host:
+        host = f"[{host}]"
+    if not _HOST.fullmatch(host):
+        return None
+    return f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
+
+
+def storage_origins(settings: Settings) -> list[str]:
+    """Origins the page downloads ciphertext from.
+
+    S3/R2: the endpoint's origin (the store signs path-style URLs, so the bucket is in the
+    path), or AWS's S3 hosts when no endpoint is set. Local objects: `BITLOOT_PUBLIC_URL`,
+    whose `/objects/...` this server answers; usually that is the page's own origin
+    ('self'), but naming it too keeps the page working when it is opened under another
+    host name than the public one.
+    """
+    scheme = settings.effective_storage_url.partition("://")[0].lower()
+    if scheme == "s3":
+        if not settings.s3_endpoint_url:
+            return [_AWS_S3_ORIGIN]
+        origin = _origin(settings.s3_endpoint_url)
+    else:
+        origin = _origin(settings.public_url)
+    return [origin] if origin else []
+
+
+def content_security_policy(settings: Settings) -> str:
+    """The page's policy: its own script and style only, no inline code, no framing, and
+    connections only to this API and the object store."""
+    connect = " ".join(["'self'", *storage_origins(settings)])
+    return "; ".join(
+        [
+            "default-src 'none'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "img-src 'self' blob: data:",
+            f"connect-src {connect}",
+            "base-uri 'none'",
+            "form-action 'none'",
+            "frame-ancestors 'none'",
+        ]
+    )
+
+
+def page_headers(settings: Settings) -> dict[str, str]:
+    """Every security header the key page carries."""
+    return {
+        "Content-Security-Policy": content_security_policy(settings),
+        "Referrer-Policy": "no-referrer",
+        "X-Content-Type-Options": "nosniff",
+        "Cache-Control": "no-store",
+        "X-Frame-Options": "DENY",
+        "Cross-Origin-Opener-Policy": "same-origin",
+        "Cross-Origin-Resource-Policy": "same-origin",
+        "X-Robots-Tag": "noindex, nofollow",
+    }
+
+
+@routes.get(PAGE_PATH)  # HEAD too (aiohttp adds it to every GET route)
+async def key_page(request: web.Request) -> web.Response:
+    """The key page; it reveals nothing by itself and touches no database."""
+    return web.Response(
+        body=_assets().html,
+        content_type="text/html",
+        charset="utf-8",
+        headers=page_headers(request.app[SETTINGS]),
+    )
+
+
+def _serve(request: web.Request, asset: _Asset) -> web.Response:
+    headers = {
+        "ETag": asset.etag,
+        "Cache-Control": _IMMUTABLE if request.query.get("v") == asset.version else _REVALIDATE,
+        "X-Content-Type-Options": "nosniff",
+        "Cross-Origin-Resource-Policy": "same-origin",
+    }
+    if asset.etag in request.headers.get("If-None-Match", ""):
+        return web.Response(status=304, headers=headers)
+    return web.Response(
+        body=asset.body, content_type=asset.content_type, charset="utf-8", headers=headers
+    )
+
+
+@routes.get(SCRIPT_PATH)
+async def key_page_script(request: web.Request) -> web.Response:
+    """The page's one script."""
+    return _serve(request, _assets().script)
+
+
+@routes.get(STYLE_PATH)
+async def key_page_style(request: web.Request) -> web.Response:
+    """The page's style sheet."""
+    return _serve(request, _assets().style)

@@ -1,0 +1,160 @@
+"""Real orders for the key-page tests: created through the API, paid through the
+NOWPayments simulator, and fulfilled by one in-process pass of the worker's pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from decimal import Decimal
+from typing import Any
+
+import aiohttp
+import psycopg
+
+from bitloot.api.app import SETTINGS
+from bitloot.auth.tokens import TokenVerifier
+from bitloot.fulfillment.tasks import run_fulfillment
+from bitloot.kinguin.client import KinguinClient
+from bitloot.runtime import Runtime
+from bitloot.sim.kinguin_catalog import IMAGE_PRODUCT_ID, TEXT_PRODUCT_ID
+from bitloot.vault.crypto import ORDER_TOKEN_PURPOSE
+from bitloot.wiring import open_core
+
+Conn = psycopg.AsyncConnection[Any]
+
+# (productId, name, price, max cost, text_only): the image product yields only image keys.
+PRODUCTS = [
+    (TEXT_PRODUCT_ID, "Stardew Valley", "14.99", "12.00", True),
+    (IMAGE_PRODUCT_ID, "Minecraft Gift Card", "29.99", "25.00", False),
+]
+
+
+async def seed_products(conn: Conn) -> None:
+    for product_id, name, price, max_cost, text_only in PRODUCTS:
+        await conn.execute(
+            "INSERT INTO products (product_id, name, price, currency, max_cost, text_only)"
+            " VALUES (%s, %s, %s, 'eur', %s, %s) ON CONFLICT DO NOTHING",
+            (product_id, name, Decimal(price), Decimal(max_cost), text_only),
+        )
+
+
+async def create_order(api_url: str, items: list[dict[str, Any]]) -> uuid.UUID:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{api_url}/orders", json={"email": "ada@example.com", "items": items}) as r,
+    ):
+        body = await r.json()
+        assert r.status == 201, body
+        return uuid.UUID(body["id"])
+
+
+async def order_state(conn: Conn, order_id: uuid.UUID) -> tuple[str, str]:
+    cur = await conn.execute(
+        "SELECT status, fulfillment_status FROM orders WHERE id = %s", (order_id,)
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return row[0], row[1]
+
+
+async def pay(conn: Conn, sim_url: str, order_id: uuid.UUID, timeout: float = 30) -> None:
+    """Pay the order's invoice in the simulator and wait for the API to mark it paid."""
+    cur = await conn.execute("SELECT invoice_id FROM orders WHERE id = %s", (order_id,))
+    row = await cur.fetchone()
+    assert row is not None and row[0], "the order has no invoice"
+    url = f"{sim_url}/nowpayments/sim/invoices/{row[0]}/pay"
+    async with aiohttp.ClientSession() as http, http.post(url, json={"wait": True}) as r:
+        assert r.status == 201, await r.text()
+    deadline = time.monotonic() + timeout
+    while (status := (await order_state(conn, order_id))[0]) != "paid":
+        assert time.monotonic() < deadline, f"order not paid in {timeout}s: {status}"
+        await asyncio.sleep(0.1)
+
+
+@asynccontextmanager
+async def worker_runtime(api_app: Any, sim_url: str) -> AsyncIterator[Runtime]:
+    """The Runtime `bitloot worker` builds (`open_worker_runtime`), minus the queue."""
+    settings = api_app[SETTINGS]
+    async with AsyncExitStack() as stack:
+        core = await open_core(settings, stack, pool_size=2)
+        api_key = settings.kinguin_api_key
+        kinguin = await stack.enter_async_context(
+            KinguinClient(
+                settings.kinguin_api_url,
+                api_key.get_secret_value() if api_key else "",
+                timeout=settings.kinguin_timeout,
+            )
+        )
+        verifier = TokenVerifier(
+            settings, order_token_secret=core.ring.derived_key(ORDER_TOKEN_PURPOSE)
+        )
+        # Keys at once, so one or two passes of the pipeline fulfil the order.
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(f"{sim_url}/kinguin/sim/delivery", json={"delay": 0, "gradual": False}) as r,
+        ):
+            assert r.status < 300, await r.text()
+        yield Runtime(
+            settings=settings,
+            pool=core.pool,
+            kinguin=kinguin,
+            storage=core.storage,
+            ring=core.ring,
+            mint_order_token=verifier.mint_order_token,
+        )
+
+
+async def fulfill(rt: Runtime, conn: Conn, order_id: uuid.UUID, timeout: float = 30) -> None:
+    """Run the fulfillment job's body until the order is fulfilled."""
+    deadline = time.monotonic() + timeout
+    while True:
+        await run_fulfillment(rt, order_id)
+        state = await order_state(conn, order_id)
+        if state[1] == "fulfilled":
+            return
+        assert state[1] != "failed", f"fulfillment failed: {state}"
+        assert time.monotonic() < deadline, f"not fulfilled in {timeout}s: {state}"
+        await asyncio.sleep(0.2)
+
+
+async def fulfilled_order(api: Any, sim: Any, conn: Conn, items: list[dict[str, Any]]) -> uuid.UUID:
+    """A real order, paid and fulfilled."""
+    await seed_products(conn)
+    order_id = await create_order(api.url, items)
+    await pay(conn, sim.url, order_id)
+    async with worker_runtime(api.app, sim.url) as rt:
+        await fulfill(rt, conn, order_id)
+    return order_id
+
+
+async def issued_keys(sim_url: str, order_id: uuid.UUID) -> dict[str, tuple[str, bytes]]:
+    """What the Kinguin simulator issued for our order: key id -> (type, plaintext bytes)."""
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{sim_url}/kinguin/sim/orders?include_keys=1") as r,
+    ):
+        orders = (await r.json())["orders"]
+    out: dict[str, tuple[str, bytes]] = {}
+    for order in orders:
+        if order.get("orderExternalId") != str(order_id):
+            continue
+        for product in order["products"]:
+            for key in product["keys"]:
+                kind = key.get("type", "text/plain")
+                serial = key["serial"]
+                plain = serial.encode() if kind == "text/plain" else base64.b64decode(serial)
+                out[key["id"]] = (kind, plain)
+    return out
+
+
+async def access_events(conn: Conn, order_id: uuid.UUID) -> dict[str, int]:
+    """key id -> number of key_access_events rows for this order."""
+    cur = await conn.execute(
+        "SELECT key_id, count(*) FROM key_access_events WHERE order_id = %s GROUP BY key_id",
+        (order_id,),
+    )
+    return {row[0]: int(row[1]) for row in await cur.fetchall()}

@@ -1,0 +1,204 @@
+"""The key page over HTTP: headers, markup without inline code, and that GET and HEAD
+change nothing at all (mail scanners prefetch links)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from html.parser import HTMLParser
+from typing import Any
+
+import aiohttp
+import psycopg
+import pytest
+from keypage_support import access_events, fulfilled_order
+
+from bitloot.api.context import CONTEXT
+from bitloot.config import load_settings
+from bitloot.keypage.routes import content_security_policy, storage_origins
+from bitloot.sim.kinguin_catalog import TEXT_PRODUCT_ID
+
+Conn = psycopg.AsyncConnection[Any]
+
+
+def expected_csp(connect: str) -> str:
+    return (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
+        f"connect-src {connect}; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
+
+
+class Markup(HTMLParser):
+    """Every start tag with its attributes, and the text inside <script> and <style>."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.inline_code: list[str] = []
+        self._open: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+        self._open = tag if tag in ("script", "style") else None
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_endtag(self, tag: str) -> None:
+        self._open = None
+
+    def handle_data(self, data: str) -> None:
+        if self._open and data.strip():
+            self.inline_code.append(f"<{self._open}>{data.strip()[:40]}")
+
+
+async def table_digests(conn: Conn) -> dict[str, str]:
+    """A digest of every row of every table: equal digests, nothing changed."""
+    cur = await conn.execute(
+        "SELECT table_name FROM information_schema.tables"
+        " WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY 1"
+    )
+    names = [row[0] for row in await cur.fetchall()]
+    out = {}
+    for name in names:
+        cur = await conn.execute(
+            f"SELECT count(*), md5(coalesce(string_agg(t::text, ',' ORDER BY t::text), ''))"
+            f' FROM "{name}" t'
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        out[name] = f"{row[0]}:{row[1]}"
+    return out
+
+
+async def settled_digests(conn: Conn, timeout: float = 10) -> dict[str, str]:
+    """The digests once no late webhook (the simulators send some after the fact) is
+    still changing anything: two snapshots half a second apart agree."""
+    deadline = time.monotonic() + timeout
+    last = await table_digests(conn)
+    while True:
+        await asyncio.sleep(0.5)
+        now = await table_digests(conn)
+        if now == last or time.monotonic() > deadline:
+            return now
+        last = now
+
+
+async def test_page_headers_markup_and_no_side_effects(api: Any, sim: Any, conn: Conn) -> None:
+    order_id = await fulfilled_order(api, sim, conn, [{"productId": TEXT_PRODUCT_ID, "qty": 1}])
+    token = api.app[CONTEXT].verifier.mint_order_token(order_id)
+    before = await settled_digests(conn)
+    page_url = f"{api.url}/orders/{order_id}/key"
+
+    async with aiohttp.ClientSession() as http:
+        bodies = []
+        for method in ("GET", "HEAD", "GET", "HEAD"):
+            # A client that sends the token anyway (it never should: it is in the fragment)
+            # changes nothing either.
+            headers = {"Authorization": f"Bearer {token}"} if len(bodies) >= 2 else {}
+            async with http.request(method, page_url, headers=headers) as r:
+                assert r.status == 200, (method, r.status)
+                assert r.content_type == "text/html"
+                assert r.charset == "utf-8"
+                assert r.headers["Content-Security-Policy"] == expected_csp(f"'self' {api.url}")
+                assert r.headers["Referrer-Policy"] == "no-referrer"
+                assert r.headers["X-Content-Type-Options"] == "nosniff"
+                assert r.headers["Cache-Control"] == "no-store"
+                assert r.headers["X-Frame-Options"] == "DENY"
+                body = await r.read()
+                if method == "HEAD":
+                    assert body == b""
+                    assert int(r.headers["Content-Length"]) > 0
+                bodies.append(body)
+        html = bodies[0].decode()
+        assert bodies[2] == bodies[0]
+        assert str(order_id) not in html  # one static page for every order
+
+        markup = Markup()
+        markup.feed(html)
+        assert markup.inline_code == []
+        scripts = [attrs for tag, attrs in markup.tags if tag == "script"]
+        assert len(scripts) == 1
+        assert scripts[0]["src"] is not None
+        assert scripts[0]["src"].startswith("/static/keypage.js?v=")
+        assert not [tag for tag, _ in markup.tags if tag == "style"]
+        for tag, attrs in markup.tags:
+            assert "style" not in attrs, tag
+            assert not [a for a in attrs if a.startswith("on")], (tag, attrs)
+            for name in ("src", "href"):
+                value = attrs.get(name)
+                # Only this server's own files (and the empty data: favicon).
+                assert value is None or value.startswith("/") or value == "data:,", value
+        buttons = {a.get("id"): a for tag, a in markup.tags if tag == "button"}
+        assert buttons["reveal"]["type"] == "button"
+        assert "disabled" in buttons["reveal"]  # until the status says fulfilled
+        assert any(a.get("role") == "status" and a.get("aria-live") for _, a in markup.tags)
+        assert any(tag == "html" and a.get("lang") == "en" for tag, a in markup.tags)
+
+        # The assets: right types, nosniff, cached for a year under their content hash.
+        stylesheet = next(
+            a["href"] for t, a in markup.tags if t == "link" and a.get("rel") == "stylesheet"
+        )
+        for url, kind in ((scripts[0]["src"], "text/javascript"), (stylesheet, "text/css")):
+            assert url is not None
+            async with http.get(api.url + url) as r:
+                assert r.status == 200
+                assert r.content_type == kind
+                assert r.headers["X-Content-Type-Options"] == "nosniff"
+                assert "immutable" in r.headers["Cache-Control"]
+                etag = r.headers["ETag"]
+                assert len(await r.read()) > 100
+            async with http.get(api.url + url.split("?")[0]) as r:
+                assert r.headers["Cache-Control"] == "no-cache"
+            async with http.get(api.url + url, headers={"If-None-Match": etag}) as r:
+                assert r.status == 304
+
+    assert await table_digests(conn) == before
+    assert await access_events(conn, order_id) == {}
+
+
+async def test_any_order_id_gets_the_page_and_a_malformed_one_a_404(api: Any) -> None:
+    async with aiohttp.ClientSession() as http:
+        for order_id in (uuid.uuid4(), str(uuid.uuid4()).upper()):
+            async with http.get(f"{api.url}/orders/{order_id}/key") as r:
+                assert r.status == 200
+        for bad in ("not-a-uuid", "1234", f"{uuid.uuid4()}x", "..%2F..%2Fetc"):
+            async with http.get(f"{api.url}/orders/{bad}/key") as r:
+                assert r.status == 404
+                assert r.content_type == "application/problem+json"
+        async with http.post(f"{api.url}/orders/{uuid.uuid4()}/key") as r:
+            assert r.status == 405
+
+
+@pytest.mark.parametrize(
+    ("env", "connect"),
+    [
+        ({}, "'self' http://127.0.0.1:8080"),
+        (
+            {"storage_url": "file:///srv/objects", "public_url": "https://keys.example.com/"},
+            "'self' https://keys.example.com",
+        ),
+        (
+            {
+                "storage_url": "s3://bitloot-keys",
+                "s3_endpoint_url": "https://0123abcd.r2.cloudflarestorage.com/",
+            },
+            "'self' https://0123abcd.r2.cloudflarestorage.com",
+        ),
+        (
+            {"storage_url": "s3://bitloot-keys", "s3_endpoint_url": "http://user:pw@[::1]:9000"},
+            "'self' http://[::1]:9000",
+        ),
+        ({"storage_url": "s3://bitloot-keys"}, "'self' https://*.amazonaws.com"),
+        # Whatever ends up in the setting, nothing can break out of the header.
+        (
+            {"storage_url": "s3://b-k", "s3_endpoint_url": "https://x.com;script-src *"},
+            "'self'",
+        ),
+    ],
+)
+def test_connect_src_names_the_object_store(env: dict[str, str], connect: str) -> None:
+    settings = load_settings(**env)
+    assert content_security_policy(settings) == expected_csp(connect)
+    assert all(";" not in o and " " not in o for o in storage_origins(settings))
