@@ -22,6 +22,9 @@ if ! command -v apt-get >/dev/null 2>&1; then
 fi
 
 export DEBIAN_FRONTEND=noninteractive
-apt-get update
-apt-get install -y chromium chromium-driver
-echo "install-browser: installed $(/usr/bin/chromium --version 2>/dev/null || echo chromium)"
+if apt-get update && apt-get install -y chromium chromium-driver; then
+    echo "install-browser: installed $(/usr/bin/chromium --version 2>/dev/null || echo chromium)"
+else
+    # No package mirror reachable: the suite still runs, and the browser test says why it skips.
+    echo "install-browser: apt-get could not install chromium; the browser tests will skip" >&2
+fi
