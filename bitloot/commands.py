@@ -10,4 +10,5 @@ REGISTRARS = [
     "bitloot.sim.app:register",
     "bitloot.vault.commands:register",
     "bitloot.demo.commands:register",
+    "bitloot.bench.commands:register",
 ]
