@@ -185,3 +185,6 @@ def configure_logging(
     # any token in it). Our middleware logs each request without it; this one stays quiet
     # even when an app is run by something that did not pass `access_log=None`.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # procrastinate logs three INFO lines per job ("Deferred", "Starting", "ended"); our own
+    # job events say what happened, so only its warnings and errors are kept.
+    logging.getLogger("procrastinate").setLevel(logging.WARNING)

@@ -67,9 +67,12 @@ def serve_worker_metrics(port: int) -> None:
         log.warning("metrics.port_in_use", port=port)
 
 
-async def open_worker_runtime(settings: Settings, stack: AsyncExitStack) -> Core:
+async def open_worker_runtime(
+    settings: Settings, stack: AsyncExitStack, *, concurrency: int = 4
+) -> Core:
     """Open the core and install the task runtimes; everything closes with `stack`."""
-    core = await open_core(settings, stack)
+    # One connection per running job, plus procrastinate's fetch, heartbeat and LISTEN.
+    core = await open_core(settings, stack, pool_size=max(10, concurrency + 6))
     api_key = settings.kinguin_api_key
     kinguin = await stack.enter_async_context(
         KinguinClient(
@@ -128,7 +131,7 @@ async def run_worker(settings: Settings, *, concurrency: int, queues: list[str])
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with AsyncExitStack() as stack:
-        await open_worker_runtime(settings, stack)
+        await open_worker_runtime(settings, stack, concurrency=concurrency)
         serve_worker_metrics(settings.worker_metrics_port)
         log.info("worker.started", concurrency=concurrency, queues=queues)
         backoff = 1.0

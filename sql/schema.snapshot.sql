@@ -269,6 +269,7 @@ CREATE TABLE public.procrastinate_jobs (
 
 CREATE FUNCTION public.procrastinate_fetch_job_v2(target_queue_names character varying[], p_worker_id bigint) RETURNS public.procrastinate_jobs
     LANGUAGE plpgsql
+    SET enable_sort TO 'off'
     AS $$
 DECLARE
 	found_jobs procrastinate_jobs;

@@ -102,16 +102,18 @@ async def run_fulfillment(rt: Runtime, order_id: uuid.UUID) -> None:
             # Committed before we buy: a crash after buying is then recovered by lookup.
             await service.mark_placement_started(conn, order_id)
 
+    fresh: Order | None = None
     if recorded is None:
-        placed = await _place_once(rt, order_id, lines, may_exist=may_exist)
-        if placed is None:
+        fresh = await _place_once(rt, order_id, lines, may_exist=may_exist)
+        if fresh is None:
             return
-        kinguin_order_id = placed.order_id
+        kinguin_order_id = fresh.order_id
     else:
         kinguin_order_id = recorded.kinguin_order_id
 
     try:
-        kinguin_order = await rt.kinguin.get_order(kinguin_order_id)
+        # An order we have just placed or found needs no second read.
+        kinguin_order = fresh or await rt.kinguin.get_order(kinguin_order_id)
         keys = await rt.kinguin.get_keys(kinguin_order_id)
     except KinguinPermanentError as exc:
         # e.g. Authorization or OrderNotFound: retrying cannot help, an admin must look.
@@ -129,6 +131,10 @@ async def run_fulfillment(rt: Runtime, order_id: uuid.UUID) -> None:
         await _wait_for_keys(rt, order_id, kinguin_order)
         crash_point("while_waiting")
         return
+    # Say so before the slow part (encrypt, upload): the Kinguin webhook that is likely on
+    # its way then sees the keys are being collected and enqueues no second job.
+    async with rt.pool.connection() as conn:
+        await service.update_kinguin_status(conn, order_id, "completed")
     await store_keys(rt, order_id, kinguin_order, keys)
 
 

@@ -12,7 +12,8 @@ ORDER BY preference
 LIMIT 1;
 
 -- name: lock_event_order
-SELECT o.id, o.status, o.fulfillment_status, k.kinguin_order_id, k.status_updated_at
+SELECT o.id, o.status, o.fulfillment_status, k.kinguin_order_id, k.status_updated_at,
+       k.status AS kinguin_status
   FROM orders o
   LEFT JOIN kinguin_orders k ON k.order_id = o.id
  WHERE o.id = %(order_id)s

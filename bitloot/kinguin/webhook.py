@@ -92,7 +92,7 @@ async def apply_order_status(
     cur = await conn.execute(Q["lock_event_order"], {"order_id": found[0]})
     row = await cur.fetchone()
     assert row is not None  # orders are never deleted
-    order_id, status, fulfillment_status, recorded_id, watermark = row
+    order_id, status, fulfillment_status, recorded_id, watermark, kinguin_status = row
     if recorded_id is not None and recorded_id != event.order_id:
         # Another Kinguin order carries our orderExternalId: bought twice? For a human; it
         # says nothing about the order we recorded, so no watermark and no job.
@@ -112,5 +112,9 @@ async def apply_order_status(
         )
     if event.status == "processing":
         return WebhookOutcome("noted", order_id=order_id)
+    if event.status == "completed" and kinguin_status == "completed":
+        # The worker already saw the order complete and is collecting the keys; if it dies
+        # doing so, its job is retried as a stalled job. A second job would only skip.
+        return WebhookOutcome("keys_being_collected", order_id=order_id)
     await enqueue(conn, order_id)
     return WebhookOutcome(f"fulfillment_enqueued_{event.status}", order_id=order_id)

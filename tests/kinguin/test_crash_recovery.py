@@ -345,7 +345,8 @@ async def test_order_ended_at_kinguin_fails_and_a_retry_does_not_buy_again(
 ) -> None:
     await sim_ctl.call("POST", "/faults/outcomes", {"outcomes": [fate]})
     order_id = await paid_order()
-    await run_fulfillment(runtime, order_id)  # the sim ends it at once (delay 0)
+    await run_fulfillment(runtime, order_id)  # places it; the sim ends it at once (delay 0)
+    await run_fulfillment(runtime, order_id)  # the poll re-reads it
     rec = await recorded(conn, order_id)
     assert rec is not None
     assert rec[1] == fate
