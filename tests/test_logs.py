@@ -140,7 +140,7 @@ def test_bound_context_is_on_every_line(configure: Configure) -> None:
     stream = configure()
     with structlog.contextvars.bound_contextvars(request_id="r-1", order_id="o-1", job_id=7):
         structlog.get_logger("t").info("one")
-        logging.getLogger("procrastinate.worker").info("two")
+        logging.getLogger("procrastinate.worker").warning("two")
     structlog.get_logger("t").info("three")
     one, two, three = lines(stream)
     for line in (one, two):

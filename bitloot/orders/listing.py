@@ -20,7 +20,8 @@ from psycopg.rows import dict_row
 from pydantic import BaseModel
 
 from bitloot.db.queries import QuerySet
-from bitloot.orders.models import OrderItemOut, OrderOut
+from bitloot.orders.models import OrderOut
+from bitloot.orders.service import order_out
 
 Q = QuerySet("bitloot.orders")
 
@@ -85,22 +86,4 @@ async def list_user_orders(
     next_cursor = (
         encode_cursor(page[-1]["created_at"], page[-1]["id"]) if len(rows) > limit else None
     )
-    return OrderPageOut(items=[_order_out(row) for row in page], nextCursor=next_cursor)
-
-
-def _order_out(row: dict[str, Any]) -> OrderOut:
-    return OrderOut(
-        id=row["id"],
-        email=row["email"],
-        status=row["status"],
-        fulfillmentStatus=row["fulfillment_status"],
-        statusReason=row["status_reason"] or row["fulfillment_error"],
-        totalAmount=row["total_amount"],
-        currency=row["currency"],
-        invoiceUrl=row["invoice_url"],
-        items=[OrderItemOut.model_validate(i) for i in row["items"]],
-        paidAt=row["paid_at"],
-        fulfilledAt=row["fulfilled_at"],
-        createdAt=row["created_at"],
-        updatedAt=row["updated_at"],
-    )
+    return OrderPageOut(items=[order_out(row) for row in page], nextCursor=next_cursor)

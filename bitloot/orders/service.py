@@ -198,7 +198,13 @@ async def get_order(
         row = await cur.fetchone()
     if row is None:
         return None
-    view = OrderOut(
+    view = order_out(row)
+    return StoredOrder(view=view, user_id=row["user_id"], invoice_error=row["invoice_error"])
+
+
+def order_out(row: dict[str, Any]) -> OrderOut:
+    """The API view of an order row read by `get_order` or the order list."""
+    return OrderOut(
         id=row["id"],
         email=row["email"],
         status=row["status"],
@@ -213,4 +219,3 @@ async def get_order(
         createdAt=row["created_at"],
         updatedAt=row["updated_at"],
     )
-    return StoredOrder(view=view, user_id=row["user_id"], invoice_error=row["invoice_error"])
