@@ -13,12 +13,8 @@ import contextlib
 import os
 import secrets
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
-import time
-import urllib.request
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -29,7 +25,7 @@ import psycopg
 from bitloot.db.embedded import ensure_embedded_server, stop_embedded_server
 from bitloot.db.migrate import apply_migrations
 from bitloot.db.queries import QuerySet
-from bitloot.demo.stack import free_port
+from bitloot.processes import ChildProcesses, free_port
 from bitloot.vault.crypto import generate_master_key
 
 Q = QuerySet("bitloot.bench")
@@ -46,8 +42,10 @@ class BenchError(Exception):
 
 
 @dataclass
-class BenchStack:
+class BenchStack(ChildProcesses):
     """One benchmark's database and child processes."""
+
+    error = BenchError
 
     data_dir: Path | None = None
     keep: bool = False
@@ -152,44 +150,6 @@ class BenchStack:
 
     # --- children --------------------------------------------------------------------
 
-    def spawn(
-        self, name: str, *args: str, module: str = "bitloot", prefix: tuple[str, ...] = ()
-    ) -> subprocess.Popen[bytes]:
-        """Start `python -m <module> <args>` (optionally under `prefix`, e.g. a profiler)."""
-        self.log_path(name).parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path(name).open("ab") as log:
-            proc = subprocess.Popen(
-                [*prefix, sys.executable, "-m", module, *args],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        self.procs[name] = proc
-        return proc
-
-    def check_alive(self, name: str) -> None:
-        proc = self.procs.get(name)
-        if proc is not None and proc.poll() is not None:
-            raise BenchError(
-                f"{name} exited with status {proc.returncode}; see {self.log_path(name)}"
-            )
-
-    def wait_http(self, name: str, url: str, timeout: float = 60) -> None:
-        """Block until `url` answers 200, or raise naming the child and its log."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.check_alive(name)
-            try:
-                with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - loopback
-                    if resp.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise BenchError(f"{name} did not answer in {timeout:.0f}s; see {self.log_path(name)}")
-
     def start_http(self, name: str, *args: str, port: int, ready_path: str, module: str) -> str:
         """Spawn an HTTP child on `port` and wait until `ready_path` answers."""
         self.spawn(name, *args, module=module)
@@ -199,21 +159,7 @@ class BenchStack:
 
     def stop(self, *names: str, timeout: float = 20) -> None:
         """SIGTERM the named children (all when none is named), SIGKILL if they linger."""
-        chosen = list(names) if names else list(self.procs)
-        for name in chosen:
-            proc = self.procs.get(name)
-            if proc is not None and proc.poll() is None:
-                _signal_group(proc, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for name in chosen:
-            proc = self.procs.pop(name, None)
-            if proc is None:
-                continue
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                _signal_group(proc, signal.SIGKILL)
-                proc.wait()
+        self.stop_children(*names, timeout=timeout)
 
     def close(self) -> None:
         """Stop every child and PostgreSQL; delete a temporary data directory."""
@@ -230,8 +176,3 @@ class BenchStack:
 def new_port() -> int:
     """A free loopback port."""
     return free_port()
-
-
-def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, sig)

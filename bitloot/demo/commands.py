@@ -10,7 +10,8 @@ from types import FrameType
 
 from bitloot.config import Settings, load_settings
 from bitloot.demo.demo import Progress, print_failure, run_demo
-from bitloot.demo.stack import LocalStack, free_port
+from bitloot.demo.stack import LocalStack
+from bitloot.processes import free_port
 
 
 def _interrupt_on_sigterm() -> None:

@@ -8,15 +8,10 @@ the same master key and can still read the keys the first run stored.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
-import signal
-import socket
 import subprocess
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +21,7 @@ from bitloot.config import Settings
 from bitloot.db.connect import database_url
 from bitloot.db.embedded import is_running, stop_embedded_server
 from bitloot.db.migrate import apply_migrations
+from bitloot.processes import ChildProcesses, free_port
 from bitloot.sim.kinguin_catalog import IMAGE_PRODUCT_ID, MIXED_PRODUCT_ID, TEXT_PRODUCT_ID
 from bitloot.vault.crypto import generate_master_key
 
@@ -40,13 +36,6 @@ DEMO_PRODUCTS = [
 
 class StackError(Exception):
     """A step of the local stack failed; the message says which and where its log is."""
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def load_or_create_secrets(data_dir: Path) -> dict[str, str]:
@@ -70,8 +59,10 @@ def load_or_create_secrets(data_dir: Path) -> dict[str, str]:
 
 
 @dataclass
-class LocalStack:
+class LocalStack(ChildProcesses):
     """The processes of a local stack and how to reach them."""
+
+    error = StackError
 
     settings: Settings
     api_port: int = 8080
@@ -129,21 +120,6 @@ class LocalStack:
             if key in os.environ:
                 self.env[key] = os.environ[key]
 
-    def spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
-        """Start `bitloot <args>` as a child in its own process group, logging to a file."""
-        self.log_path(name).parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path(name).open("ab") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "bitloot", *args],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        self.procs[name] = proc
-        return proc
-
     def start_all(self) -> None:
         """Simulators, API and worker; waits until the HTTP ones answer."""
         self.spawn("sim", "sim", "--port", str(self.sim_port))
@@ -152,48 +128,9 @@ class LocalStack:
         self.wait_http("api", f"{self.api}/readyz")
         self.spawn("worker", "worker", "--concurrency", "4")
 
-    def wait_http(self, name: str, url: str, timeout: float = 60) -> None:
-        """Block until `url` answers 200, or raise naming the child and its log."""
-        import urllib.request
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.check_alive(name)
-            try:
-                with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - loopback
-                    if resp.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise StackError(f"{name} did not start in {timeout:.0f}s; see {self.log_path(name)}")
-
-    def check_alive(self, name: str) -> None:
-        """Raise if a child has exited."""
-        proc = self.procs.get(name)
-        if proc is not None and proc.poll() is not None:
-            raise StackError(
-                f"{name} exited with status {proc.returncode}; see {self.log_path(name)}"
-            )
-
     def stop(self) -> None:
         """Stop every child (SIGTERM, then SIGKILL after 10 s) and PostgreSQL if we started it."""
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                _signal_group(proc, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                _signal_group(proc, signal.SIGKILL)
-                proc.wait()
-        self.procs.clear()
+        self.stop_children(timeout=10)
         if self.started_postgres:
             stop_embedded_server(self.data_dir)
             self.started_postgres = False
-
-
-def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, sig)
