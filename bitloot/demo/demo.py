@@ -66,101 +66,117 @@ def _query(stack: LocalStack, sql: str, *params: Any) -> list[tuple[Any, ...]]:
 async def run_demo(stack: LocalStack, progress: Progress) -> int:
     """The order's journey; returns the number of keys revealed."""
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
-        progress.begin("order")
-        async with http.post(
-            f"{stack.api}/orders",
-            json={"email": "ada@example.com", "items": [{"productId": TEXT_PRODUCT_ID, "qty": 1}]},
-        ) as resp:
-            order = await resp.json()
-            if resp.status != 201:
-                raise StackError(f"POST /orders answered {resp.status}: {order.get('title')}")
-        order_id = order["id"]
-        progress.done("order created", f"{order_id} ({order['totalAmount']} {order['currency']})")
-        progress.done("invoice", order["invoiceUrl"])
+        order_id = await _create_order(http, stack, progress)
+        await _pay(http, stack, progress, order_id)
+        await _wait_for_fulfillment(stack, progress, order_id)
+        return await _email_and_reveal(http, stack, progress, order_id)
 
-        progress.begin("payment")
-        [(invoice_id,)] = _query(stack, "SELECT invoice_id FROM orders WHERE id = %s", order_id)
-        statuses = ["waiting", "confirming", "confirmed", "sending", "finished"]
-        async with http.post(
-            f"{stack.sim}/nowpayments/sim/invoices/{invoice_id}/pay",
-            json={"statuses": statuses, "interval_ms": 250, "wait": False},
-        ) as resp:
-            if resp.status != 201:
-                raise StackError(f"the NOWPayments simulator refused the payment ({resp.status})")
-        seen: set[str] = set()
-        for status in statuses:
 
-            async def ipn_seen(status: str = status) -> bool | None:
-                rows = _query(
-                    stack,
-                    "SELECT 1 FROM webhook_events WHERE provider = 'nowpayments' AND order_id = %s"
-                    " AND event_type = %s AND processed_at IS NOT NULL",
-                    order_id,
-                    status,
-                )
-                return True if rows else None
+async def _create_order(http: aiohttp.ClientSession, stack: LocalStack, progress: Progress) -> str:
+    progress.begin("order")
+    async with http.post(
+        f"{stack.api}/orders",
+        json={"email": "ada@example.com", "items": [{"productId": TEXT_PRODUCT_ID, "qty": 1}]},
+    ) as resp:
+        order = await resp.json()
+        if resp.status != 201:
+            raise StackError(f"POST /orders answered {resp.status}: {order.get('title')}")
+    progress.done("order created", f"{order['id']} ({order['totalAmount']} {order['currency']})")
+    progress.done("invoice", order["invoiceUrl"])
+    return str(order["id"])
 
-            await wait_for(ipn_seen, f"the signed IPN '{status}'", stack)
-            seen.add(status)
-            progress.done(f"payment {status}", "signed IPN verified and applied")
 
-        progress.begin("kinguin order")
+async def _pay(
+    http: aiohttp.ClientSession, stack: LocalStack, progress: Progress, order_id: str
+) -> None:
+    """Drive the payment through the NOWPayments simulator and watch each signed IPN land."""
+    progress.begin("payment")
+    [(invoice_id,)] = _query(stack, "SELECT invoice_id FROM orders WHERE id = %s", order_id)
+    statuses = ["waiting", "confirming", "confirmed", "sending", "finished"]
+    async with http.post(
+        f"{stack.sim}/nowpayments/sim/invoices/{invoice_id}/pay",
+        json={"statuses": statuses, "interval_ms": 250, "wait": False},
+    ) as resp:
+        if resp.status != 201:
+            raise StackError(f"the NOWPayments simulator refused the payment ({resp.status})")
+    for status in statuses:
 
-        async def kinguin_order() -> tuple[Any, ...] | None:
+        async def ipn_seen(status: str = status) -> bool | None:
             rows = _query(
-                stack, "SELECT kinguin_order_id FROM kinguin_orders WHERE order_id = %s", order_id
+                stack,
+                "SELECT 1 FROM webhook_events WHERE provider = 'nowpayments' AND order_id = %s"
+                " AND event_type = %s AND processed_at IS NOT NULL",
+                order_id,
+                status,
             )
-            return rows[0] if rows else None
+            return True if rows else None
 
-        (kinguin_id,) = await wait_for(kinguin_order, "the Kinguin order", stack)
-        progress.done("kinguin order", f"{kinguin_id} (orderExternalId = our order id)")
+        await wait_for(ipn_seen, f"the signed IPN '{status}'", stack)
+        progress.done(f"payment {status}", "signed IPN verified and applied")
 
-        progress.begin("keys stored")
 
-        async def fulfilled() -> list[tuple[Any, ...]] | None:
-            rows = _query(stack, "SELECT status FROM orders WHERE id = %s", order_id)
-            if rows and rows[0][0] == "fulfilled":
-                return _query(
-                    stack,
-                    "SELECT key_id, object_key, master_key_id FROM key_delivery_logs"
-                    " WHERE order_id = %s",
-                    order_id,
-                )
-            return None
+async def _wait_for_fulfillment(stack: LocalStack, progress: Progress, order_id: str) -> None:
+    progress.begin("kinguin order")
 
-        keys = await wait_for(fulfilled, "fulfillment", stack)
-        for _key_id, object_key, master_key_id in keys:
-            progress.done(
-                "key encrypted+stored", f"{object_key} (data key wrapped by {master_key_id})"
+    async def kinguin_order() -> tuple[Any, ...] | None:
+        rows = _query(
+            stack, "SELECT kinguin_order_id FROM kinguin_orders WHERE order_id = %s", order_id
+        )
+        return rows[0] if rows else None
+
+    (kinguin_id,) = await wait_for(kinguin_order, "the Kinguin order", stack)
+    progress.done("kinguin order", f"{kinguin_id} (orderExternalId = our order id)")
+
+    progress.begin("keys stored")
+
+    async def fulfilled() -> list[tuple[Any, ...]] | None:
+        rows = _query(stack, "SELECT status FROM orders WHERE id = %s", order_id)
+        if rows and rows[0][0] == "fulfilled":
+            return _query(
+                stack,
+                "SELECT key_id, object_key, master_key_id FROM key_delivery_logs"
+                " WHERE order_id = %s",
+                order_id,
             )
-        progress.done("order fulfilled", "delivery log written, email queued, same transaction")
+        return None
 
-        progress.begin("email")
-        mail_dir = stack.settings.effective_mail_dir
+    keys = await wait_for(fulfilled, "fulfillment", stack)
+    for _key_id, object_key, master_key_id in keys:
+        progress.done("key encrypted+stored", f"{object_key} (data key wrapped by {master_key_id})")
+    progress.done("order fulfilled", "delivery log written, email queued, same transaction")
 
-        async def delivery_email() -> EmailMessage | None:
-            return _find_email(mail_dir, order_id)
 
-        message = await wait_for(delivery_email, "the delivery email in " + str(mail_dir), stack)
-        link = _key_page_link(message, order_id)
-        progress.done("email", f"{message['Subject']!r} -> {mail_dir}")
+async def _email_and_reveal(
+    http: aiohttp.ClientSession, stack: LocalStack, progress: Progress, order_id: str
+) -> int:
+    """Follow the emailed link the way the key page does; print the keys."""
+    progress.begin("email")
+    mail_dir = stack.settings.effective_mail_dir
 
-        progress.begin("reveal")
-        token = link.split("#token=", 1)[1]
-        revealed = await _reveal(http, stack, order_id, token)
-        issued = await _issued_by_kinguin(http, stack, order_id)
-        if {k: v for k, (_, v) in revealed.items()} != issued:
-            raise StackError("the revealed keys differ from what the Kinguin simulator issued")
-        progress.done("download link", "signed URL + data key, decrypted here as the browser does")
-        for key_id, (content_type, plaintext) in revealed.items():
-            shown = (
-                plaintext.decode()
-                if content_type == "text/plain"
-                else f"<{content_type}, {len(plaintext)} bytes>"
-            )
-            print(f"\n    revealed key {key_id}: {shown}")
-        print(f"\n    key page: {link}\n")
-        return len(revealed)
+    async def delivery_email() -> EmailMessage | None:
+        return _find_email(mail_dir, order_id)
+
+    message = await wait_for(delivery_email, "the delivery email in " + str(mail_dir), stack)
+    link = _key_page_link(message, order_id)
+    progress.done("email", f"{message['Subject']!r} -> {mail_dir}")
+
+    progress.begin("reveal")
+    token = link.split("#token=", 1)[1]
+    revealed = await _reveal(http, stack, order_id, token)
+    issued = await _issued_by_kinguin(http, stack, order_id)
+    if {k: v for k, (_, v) in revealed.items()} != issued:
+        raise StackError("the revealed keys differ from what the Kinguin simulator issued")
+    progress.done("download link", "signed URL + data key, decrypted here as the browser does")
+    for key_id, (content_type, plaintext) in revealed.items():
+        shown = (
+            plaintext.decode()
+            if content_type == "text/plain"
+            else f"<{content_type}, {len(plaintext)} bytes>"
+        )
+        print(f"\n    revealed key {key_id}: {shown}")
+    print(f"\n    key page: {link}")
+    print("    (the demo stops its servers when it exits; `bitloot up` keeps them running)\n")
+    return len(revealed)
 
 
 def _find_email(mail_dir: Path, order_id: str) -> EmailMessage | None:
