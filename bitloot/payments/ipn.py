@@ -13,14 +13,12 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
-import structlog
 
 from bitloot.db.queries import QuerySet
 from bitloot.payments.models import Ipn
 
 Q = QuerySet("bitloot.payments")
 QO = QuerySet("bitloot.orders")
-log = structlog.get_logger(__name__)
 
 IN_PROGRESS = {"confirming", "confirmed", "sending"}
 # Order statuses from which a payment report may still move the order.
@@ -170,7 +168,6 @@ async def _apply(
     if target == "paid":
         await enqueue_fulfillment(conn, order_id)
         enqueued = True
-    log.info("ipn.applied", order_id=str(order_id), payment_status=ipn.payment_status, to=target)
     return IpnOutcome(f"order_{target}", needs_attention=attention, order_id=order_id,
                       enqueued=enqueued)  # fmt: skip
 

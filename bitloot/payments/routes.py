@@ -20,7 +20,7 @@ from bitloot.fulfillment.tasks import defer_fulfillment
 from bitloot.metrics import IPN_OUTCOMES
 from bitloot.payments.ipn import apply_ipn
 from bitloot.payments.models import Ipn
-from bitloot.payments.signature import MalformedIpn, parse_ipn_json, verify_ipn_signature
+from bitloot.payments.signature import MalformedIpn, parse_ipn_json, verify_parsed_ipn_signature
 
 routes = web.RouteTableDef()
 log = structlog.get_logger(__name__)
@@ -33,14 +33,18 @@ async def nowpayments_ipn(request: web.Request) -> web.Response:
     raw = await request.read()
     secret = ctx.settings.nowpayments_ipn_secret
     signature = request.headers.get("x-nowpayments-sig")
+    key = secret.get_secret_value() if secret else ""
     try:
-        variant = verify_ipn_signature(raw, signature, secret.get_secret_value() if secret else "")
+        # Parsed once, for both the signature and the model (only when a check is possible:
+        # an unsigned body is a 401 whatever it holds).
+        obj = parse_ipn_json(raw) if (signature or "").strip() and key.strip() else None
+        variant = None if obj is None else verify_parsed_ipn_signature(obj, signature, key)
         if variant is None:
             IPN_OUTCOMES.labels(outcome="bad_signature").inc()
             log.warning("ipn.rejected", reason="signature" if signature else "no_signature")
             await limit_failed_signature(request, "nowpayments")  # 429 past the limit
             raise Unauthorized("Missing or invalid x-nowpayments-sig.")
-        ipn = Ipn.from_parsed(parse_ipn_json(raw))
+        ipn = Ipn.from_parsed(obj)
         if invalid := _unstorable_fields(ipn):
             raise MalformedIpn(f"IPN body has invalid fields: {', '.join(invalid)}")
     except MalformedIpn as exc:

@@ -174,28 +174,34 @@ def verify_ipn_signature(raw_body: bytes, header_sig: str | None, secret: str) -
     Raises `MalformedIpn` when the header and secret are present but the body is not a
     JSON object, so the caller can answer 400 rather than 401.
     """
+    if not (header_sig or "").strip() or not (secret or "").strip():
+        return None
+    return verify_parsed_ipn_signature(parse_ipn_json(raw_body), header_sig, secret)
+
+
+def verify_parsed_ipn_signature(obj: Any, header_sig: str | None, secret: str) -> str | None:
+    """`verify_ipn_signature` for a body already parsed with `parse_ipn_json`."""
     # `or ""` guards callers that pass an unset setting despite the type.
     received = (header_sig or "").strip().lower()
     key = (secret or "").strip()
     if not received or not key:
         return None
-    obj = parse_ipn_json(raw_body)
     # Bytes, not str: compare_digest raises TypeError on non-ASCII str input.
     received_bytes = received.encode("utf-8", "surrogateescape")
-    matched: str | None = None
-    seen: dict[str, str] = {}
+    seen: set[str] = set()
     for name, ensure_ascii, arrays_as_objects in SIGNATURE_VARIANTS:
         text = canonical_ipn_json(
             obj, ensure_ascii=ensure_ascii, arrays_as_objects=arrays_as_objects
         )
         # Most bodies are pure ASCII without arrays, so variants often coincide.
-        digest = seen.get(text)
-        if digest is None:
-            digest = seen[text] = _hmac_hex(key, text)
-        # Compare every candidate (no early exit) so timing does not reveal which matched.
-        if hmac.compare_digest(digest.encode("ascii"), received_bytes) and matched is None:
-            matched = name
-    return matched
+        if text in seen:
+            continue
+        seen.add(text)
+        # Each comparison is constant-time. Stopping at the first match reveals only which
+        # public serialisation the sender used, never anything about the secret or the MAC.
+        if hmac.compare_digest(_hmac_hex(key, text).encode("ascii"), received_bytes):
+            return name
+    return None
 
 
 def sign_ipn(raw_json_obj_or_bytes: bytes | str | Mapping[str, Any], secret: str) -> str:
