@@ -127,6 +127,17 @@ class Settings(BaseSettings):
                 raise ConfigError(f"{env_name(name)} is required for this command but is not set")
 
 
+def secret_values(value: SecretStr | None) -> list[str]:
+    """A webhook secret setting as the list of secrets it accepts.
+
+    A comma-separated value lists several: while a secret is being rotated, webhooks signed
+    with the old one and with the new one are both accepted, so none is refused.
+    """
+    if value is None:
+        return []
+    return [part.strip() for part in value.get_secret_value().split(",") if part.strip()]
+
+
 def env_name(field: str) -> str:
     """The environment variable a settings field is read from."""
     return "DATABASE_URL" if field == "database_url" else ENV_PREFIX + field.upper()

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from bitloot.api.context import context
 from bitloot.api.errors import BadRequest, Unauthorized
 from bitloot.api.ratelimit import limit_failed_signature
+from bitloot.config import secret_values
 from bitloot.db.connect import set_actor
 from bitloot.fulfillment.tasks import defer_fulfillment
 from bitloot.kinguin import webhook
@@ -30,15 +31,13 @@ MAX_ID_CHARS = 200  # Kinguin order ids are short
 async def kinguin_webhook(request: web.Request) -> web.Response:
     """204 when accepted or a duplicate; 401 for a missing or wrong secret; 400 malformed."""
     ctx = context(request)
-    expected = ctx.settings.kinguin_webhook_secret
+    accepted = secret_values(ctx.settings.kinguin_webhook_secret)
     given = request.headers.get("X-Event-Secret", "")
     # Header bytes that are not UTF-8 arrive surrogate-escaped: encode them back, never crash.
     given_bytes = given.encode("utf-8", "surrogateescape")
-    if (
-        expected is None
-        or not given
-        or not hmac.compare_digest(given_bytes, expected.get_secret_value().encode())
-    ):
+    # Every configured secret is compared (constant time each), so timing says nothing.
+    matches = [hmac.compare_digest(given_bytes, secret.encode()) for secret in accepted]
+    if not given or not any(matches):
         KINGUIN_WEBHOOK_OUTCOMES.labels(outcome="bad_secret").inc()
         log.warning("kinguin_webhook.rejected", reason="secret" if given else "no_secret")
         await limit_failed_signature(request, "kinguin")  # 429 past the limit

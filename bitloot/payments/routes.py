@@ -15,6 +15,7 @@ from aiohttp import web
 from bitloot.api.context import context
 from bitloot.api.errors import BadRequest, Unauthorized
 from bitloot.api.ratelimit import limit_failed_signature
+from bitloot.config import secret_values
 from bitloot.db.connect import set_actor
 from bitloot.fulfillment.tasks import defer_fulfillment
 from bitloot.metrics import IPN_OUTCOMES
@@ -31,14 +32,17 @@ async def nowpayments_ipn(request: web.Request) -> web.Response:
     """Accept a NOWPayments IPN: 200 accepted or duplicate, 401 unsigned, 400 malformed."""
     ctx = context(request)
     raw = await request.read()
-    secret = ctx.settings.nowpayments_ipn_secret
+    secrets = secret_values(ctx.settings.nowpayments_ipn_secret)
     signature = request.headers.get("x-nowpayments-sig")
-    key = secret.get_secret_value() if secret else ""
     try:
         # Parsed once, for both the signature and the model (only when a check is possible:
         # an unsigned body is a 401 whatever it holds).
-        obj = parse_ipn_json(raw) if (signature or "").strip() and key.strip() else None
-        variant = None if obj is None else verify_parsed_ipn_signature(obj, signature, key)
+        obj = parse_ipn_json(raw) if (signature or "").strip() and secrets else None
+        variant = None
+        for secret in secrets if obj is not None else []:  # more than one while rotating
+            variant = verify_parsed_ipn_signature(obj, signature, secret)
+            if variant is not None:
+                break
         if variant is None:
             IPN_OUTCOMES.labels(outcome="bad_signature").inc()
             log.warning("ipn.rejected", reason="signature" if signature else "no_signature")
