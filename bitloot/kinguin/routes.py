@@ -89,6 +89,7 @@ async def kinguin_webhook(request: web.Request) -> web.Response:
     KINGUIN_WEBHOOK_OUTCOMES.labels(outcome="duplicate" if result.duplicate else "accepted").inc()
     log.info(
         "kinguin_webhook.accepted",
+        order_id=str(result.order_id) if result.order_id else None,
         kinguin_order_id=event.order_id,
         status=event.status,
         outcome=result.outcome,

@@ -68,6 +68,7 @@ async def nowpayments_ipn(request: web.Request) -> web.Response:
     IPN_OUTCOMES.labels(outcome="duplicate" if result.duplicate else "accepted").inc()
     log.info(
         "ipn.accepted",
+        order_id=str(result.order_id) if result.order_id else None,
         payment_id=ipn.payment_id,
         payment_status=ipn.payment_status,
         outcome=result.outcome,
