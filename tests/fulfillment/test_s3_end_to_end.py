@@ -4,6 +4,7 @@ presigned URLs, the customer's download link, and decryption from CONTRACT.md al
 from __future__ import annotations
 
 import base64
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -18,7 +19,9 @@ from shop_support import OWNER, Shop
 
 from bitloot.config import Settings
 
-BUCKET = "bitloot-keys"
+# moto keeps its buckets in process-wide state shared by every moto server of the session,
+# so this module's bucket has a name of its own.
+BUCKET = f"bitloot-e2e-{uuid.uuid4().hex[:12]}"
 ACCESS, SECRET = "e2e-access-key", "e2e-secret-key-never-logged"
 
 
