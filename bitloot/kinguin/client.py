@@ -21,14 +21,14 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import aiohttp
 import structlog
 from pydantic import BaseModel, ValidationError
 
+from bitloot.httpsession import SessionClient
 from bitloot.kinguin.errors import (
     ConstraintViolationError,
     KinguinConnectionError,
@@ -80,7 +80,7 @@ class _Call:
     not_found: type[KinguinPermanentError] = KinguinResponseError
 
 
-class KinguinClient:
+class KinguinClient(SessionClient):
     """Kinguin ESA API client; use as `async with KinguinClient(url, key) as kinguin:`.
 
     `base_url` includes the API prefix, e.g. `https://gateway.kinguin.net/esa/api` or the
@@ -112,32 +112,13 @@ class KinguinClient:
         self._max_attempts = max_attempts
         self._backoff_base = backoff_base
         self._backoff_max = backoff_max
-        self._session = session
-        self._owns_session = session is None
+        self._init_session(session, self._timeout)
         self._on_call = on_call
         self._rng = rng or random.Random()  # noqa: S311 (jitter, not security)
         self._sleep: Sleep = sleep or asyncio.sleep
 
     def __repr__(self) -> str:
         return f"KinguinClient(base_url={self._base_url!r})"
-
-    async def __aenter__(self) -> Self:
-        self._ensure_session()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        """Close the HTTP session if this client created it."""
-        if self._owns_session and self._session is not None:
-            await self._session.close()
-            self._session = None
 
     # --- the API ----------------------------------------------------------------------
 
@@ -243,12 +224,6 @@ class KinguinClient:
         return _parse(Balance, data).balance
 
     # --- transport --------------------------------------------------------------------
-
-    def _ensure_session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
-            self._owns_session = True
-        return self._session
 
     async def _call(self, call: _Call) -> Any:
         """Send with retries on retryable errors; return the parsed JSON body."""

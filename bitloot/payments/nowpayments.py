@@ -13,14 +13,14 @@ import random
 from datetime import UTC, datetime
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import aiohttp
 import structlog
 from pydantic import BaseModel, ValidationError
 
+from bitloot.httpsession import SessionClient
 from bitloot.payments.models import Invoice, PaymentStatus, invalid_fields
 from bitloot.payments.signature import RawNumber, dump_json
 
@@ -74,7 +74,7 @@ def _retry_after_seconds(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-class NowPaymentsClient:
+class NowPaymentsClient(SessionClient):
     """Async NOWPayments API client; use as ``async with NowPaymentsClient(...) as np:``."""
 
     def __init__(
@@ -96,30 +96,10 @@ class NowPaymentsClient:
         self._max_attempts = max_attempts
         self._backoff_base = backoff_base
         self._retry_after_cap = retry_after_cap
-        self._session = session
-        self._owns_session = session is None
+        self._init_session(session)
 
     def __repr__(self) -> str:
         return f"NowPaymentsClient(base_url={self._base_url!r})"
-
-    async def __aenter__(self) -> Self:
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        """Close the HTTP session if this client created it."""
-        if self._owns_session and self._session is not None:
-            await self._session.close()
-            self._session = None
 
     async def create_invoice(
         self,
