@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 import typing
 from pathlib import Path
 
@@ -421,19 +422,20 @@ def test_dockerfile_checks_that_the_installed_code_finds_its_migrations() -> Non
 
 
 def test_installed_layout_finds_every_migration(tmp_path: Path) -> None:
-    """Lay the package out as `pip install .` does (no source tree around it), apply the
-    Dockerfile's copy step if it has one, and check the installed code finds every
-    migration: `migrations_dir()` resolves from its own file, not from the project root."""
+    """Lay the packages out as `pip install .` does (pyproject's package-dir mapping applied,
+    no source tree around them) and check the installed code finds every migration through
+    importlib.resources, not from the project root (tests/db/test_wheel.py installs the
+    real wheel)."""
     from bitloot.db.migrate import migrations_dir
 
     expected = sorted(p.name for p in migrations_dir().glob("*.sql"))
     assert expected
     site = tmp_path / "site-packages"
-    shutil.copytree(
-        ROOT / "bitloot", site / "bitloot", ignore=shutil.ignore_patterns("__pycache__")
-    )
-    if 'cp -r sql/migrations "$purelib/sql/migrations"' in DOCKERFILE.read_text():
-        shutil.copytree(ROOT / "sql" / "migrations", site / "sql" / "migrations")
+    ignore = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(ROOT / "bitloot", site / "bitloot", ignore=ignore)
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    for package, directory in setuptools.get("package-dir", {}).items():
+        shutil.copytree(ROOT / directory, site / package.replace(".", "/"), ignore=ignore)
     probe = "from bitloot.db.migrate import migrations_dir; print(migrations_dir())"
     result = subprocess.run(
         [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(site)!r}); {probe}"],

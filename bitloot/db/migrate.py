@@ -1,20 +1,39 @@
-"""Schema migrations with yoyo: plain `.sql` files in `sql/migrations`, applied in name order."""
+"""Schema migrations with yoyo: plain `.sql` files in `sql/migrations`, applied in name order.
+
+The repository's `sql/` directory is the package `bitloot._sql` (pyproject.toml maps it with
+`[tool.setuptools.package-dir]`), so a wheel carries the migrations and an editable install
+reads them from the source tree; either way they are found through importlib.resources.
+"""
 
 from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from psycopg.conninfo import conninfo_to_dict
 
 MIGRATION_TABLE = "_yoyo_migration"
+MIGRATIONS_PACKAGE = "bitloot._sql"
 
 
 def migrations_dir() -> Path:
-    """`sql/migrations` in the source tree (the project is installed editable or run from it)."""
-    return Path(__file__).resolve().parents[2] / "sql" / "migrations"
+    """The installed `bitloot._sql/migrations` directory (`sql/migrations` in the repository).
+
+    yoyo reads a directory, so the package must be installed as files (a wheel or an editable
+    install is; a zip import is not): anything else raises instead of reading no migrations.
+    """
+    try:
+        directory = resources.files(MIGRATIONS_PACKAGE) / "migrations"
+    except ModuleNotFoundError as exc:
+        raise FileNotFoundError(
+            f"package {MIGRATIONS_PACKAGE} is not installed: this bitloot has no migrations"
+        ) from exc
+    if not isinstance(directory, Path) or not directory.is_dir():
+        raise FileNotFoundError(f"no migrations directory at {directory}")
+    return directory
 
 
 @dataclass(frozen=True)
@@ -47,12 +66,13 @@ def _backend(conninfo: str) -> Any:
 def _migrations() -> Any:
     from yoyo import read_migrations
 
+    directory = migrations_dir()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        migrations = read_migrations(str(migrations_dir()))
+        migrations = read_migrations(str(directory))
     if not migrations:
         # yoyo reads a missing folder as "no migrations": never call an empty schema current.
-        raise FileNotFoundError(f"no migrations found in {migrations_dir()}")
+        raise FileNotFoundError(f"no migrations found in {directory}")
     return migrations
 
 
