@@ -78,6 +78,17 @@ class ChildProcesses:
             time.sleep(0.05)
         raise self.error(f"{name} did not answer in {timeout:.0f}s; see {self.log_path(name)}")
 
+    def kill_child(self, name: str, sig: int = signal.SIGKILL, timeout: float = 30) -> int:
+        """Send `sig` to child `name`'s process group, wait for it to exit and forget it;
+        its exit status. A child still running after `timeout` stays known (and raises
+        `subprocess.TimeoutExpired`), so `stop_children` still ends it."""
+        proc = self.procs[name]
+        if proc.poll() is None:
+            signal_group(proc, sig)
+        status = proc.wait(timeout=timeout)
+        del self.procs[name]
+        return status
+
     def stop_children(self, *names: str, timeout: float = 20) -> None:
         """SIGTERM the named children (all when none is named), SIGKILL if they linger."""
         chosen = list(names) if names else list(self.procs)

@@ -15,13 +15,14 @@ from typing import Any
 
 import psycopg
 import pytest
-from harness import TEST_JWT_SECRET, Served, free_port, serve_app
+from harness import TEST_JWT_SECRET, Served, serve_app
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pytest_postgresql.janitor import DatabaseJanitor
 
 from bitloot.config import Settings, load_settings
 from bitloot.db.embedded import ensure_embedded_server, stop_embedded_server
 from bitloot.db.migrate import apply_migrations
+from bitloot.processes import free_port
 from bitloot.sim.app import SimConfig, create_sim_app
 from bitloot.vault.crypto import generate_master_key
 

@@ -3,19 +3,13 @@ modules one can import reliably once there are several of them)."""
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass
 
 from aiohttp import web
 
+from bitloot.processes import free_port
+
 TEST_JWT_SECRET = "test-jwt-secret-long-enough-for-hs256-0123456789"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

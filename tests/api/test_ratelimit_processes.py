@@ -17,7 +17,9 @@ import psycopg
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
-from stack import JWT_SECRET, Stack, free_port
+from stack import JWT_SECRET, Stack
+
+from bitloot.processes import free_port
 
 LIMIT = 4
 

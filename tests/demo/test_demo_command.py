@@ -18,9 +18,9 @@ from pathlib import Path
 import psutil
 import psycopg
 import pytest
-from harness import free_port
 
 from bitloot.db.embedded import embedded_pgdata, is_running, stop_embedded_server
+from bitloot.processes import free_port
 from bitloot.vault.crypto import MasterKeyRing, open_blob, unwrap_data_key
 
 

@@ -1,14 +1,14 @@
 """A whole BitLoot on loopback for end-to-end tests: simulators, API servers and workers
-as real subprocesses (so a test can SIGKILL them), sharing the test's database."""
+as real subprocesses (so a test can SIGKILL them), sharing the test's database. The
+processes are managed by the product's own `ChildProcesses` (what `demo`, `up` and `bench`
+use): each in its own process group, logging to `<data_dir>/<name>.log`."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -19,21 +19,18 @@ from typing import Any
 import aiohttp
 import psycopg
 
+from bitloot.processes import ChildProcesses, free_port
 from bitloot.sim.kinguin_catalog import IMAGE_PRODUCT_ID, MIXED_PRODUCT_ID, TEXT_PRODUCT_ID
 from bitloot.vault.crypto import generate_master_key
 
 JWT_SECRET = "e2e-jwt-secret-that-is-long-enough-for-hs256!!"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
-class Stack:
+class Stack(ChildProcesses):
     """The processes of one test and how to reach them."""
+
+    error = AssertionError
 
     db_url: str
     data_dir: Path
@@ -42,6 +39,8 @@ class Stack:
     master_keys: str = field(default_factory=lambda: generate_master_key("k1"))
     extra_env: dict[str, str] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    # What the next child gets; rebuilt at each start (see `spawn`).
+    env: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def api(self) -> str:
@@ -51,7 +50,8 @@ class Stack:
     def sim(self) -> str:
         return f"http://127.0.0.1:{self.sim_port}"
 
-    def env(self) -> dict[str, str]:
+    def child_env(self) -> dict[str, str]:
+        """The children's environment: this stack's settings, with `extra_env` on top."""
         base = {k: v for k, v in os.environ.items() if not k.startswith("BITLOOT_")}
         base.pop("DATABASE_URL", None)
         return {
@@ -74,68 +74,51 @@ class Stack:
             **self.extra_env,
         }
 
-    def _spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
-        log = (self.data_dir / f"{name}.log").open("ab")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "bitloot", *args],
-            env=self.env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.procs[name] = proc
-        return proc
+    # --- processes ------------------------------------------------------------------
+
+    def log_path(self, name: str) -> Path:
+        return self.data_dir / f"{name}.log"
+
+    def spawn(
+        self, name: str, *args: str, module: str = "bitloot", prefix: tuple[str, ...] = ()
+    ) -> subprocess.Popen[bytes]:
+        # A test may change `extra_env` between starts (e.g. one crashing worker).
+        self.env = self.child_env()
+        return super().spawn(name, *args, module=module, prefix=prefix)
 
     def log_text(self, name: str) -> str:
-        path = self.data_dir / f"{name}.log"
+        path = self.log_path(name)
         return path.read_text(errors="replace") if path.exists() else ""
 
     async def start_sim(self) -> None:
-        self._spawn("sim", "sim", "--port", str(self.sim_port))
-        await self._wait_http(f"{self.sim}/nowpayments/v1/status", "sim")
+        self.spawn("sim", "sim", "--port", str(self.sim_port))
+        await self._wait_http("sim", f"{self.sim}/nowpayments/v1/status")
 
     async def start_api(self, name: str = "api", port: int | None = None) -> str:
         port = port or self.api_port
-        self._spawn(name, "serve", "--port", str(port))
-        await self._wait_http(f"http://127.0.0.1:{port}/readyz", name)
+        self.spawn(name, "serve", "--port", str(port))
+        await self._wait_http(name, f"http://127.0.0.1:{port}/readyz")
         return f"http://127.0.0.1:{port}"
 
     def start_worker(self, name: str = "worker", *args: str) -> subprocess.Popen[bytes]:
-        return self._spawn(name, "worker", *args)
+        return self.spawn(name, "worker", *args)
 
-    async def _wait_http(self, url: str, name: str, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        async with aiohttp.ClientSession() as http:
-            while time.monotonic() < deadline:
-                proc = self.procs[name]
-                if proc.poll() is not None:
-                    raise AssertionError(f"{name} exited {proc.returncode}:\n{self.log_text(name)}")
-                try:
-                    async with http.get(url) as resp:
-                        if resp.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.1)
-        raise AssertionError(f"{name} not ready in {timeout}s:\n{self.log_text(name)}")
+    async def _wait_http(self, name: str, url: str, timeout: float = 60) -> None:
+        """`wait_http` off the event loop (servers may be started concurrently), with the
+        child's log in the failure."""
+        try:
+            await asyncio.to_thread(self.wait_http, name, url, timeout)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.log_text(name)[-5000:]}") from None
 
-    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
-        proc = self.procs.pop(name)
-        if proc.poll() is None:
-            os.killpg(proc.pid, sig)
-            proc.wait(timeout=30)
+    def kill(self, name: str, sig: int = signal.SIGKILL, timeout: float = 30) -> int:
+        """Signal child `name`'s process group (SIGKILL unless told), wait for it to exit and
+        forget it; its exit status."""
+        return self.kill_child(name, sig, timeout)
 
     def stop_all(self) -> None:
-        for name in list(self.procs):
-            proc = self.procs[name]
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for name in list(self.procs):
-            try:
-                self.procs[name].wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.procs[name].pid, signal.SIGKILL)
-        self.procs.clear()
+        """SIGTERM every child, SIGKILL whatever lingers; their logs are complete after."""
+        self.stop_children(timeout=30)
 
     # --- catalog, orders, payments -------------------------------------------------
 
@@ -207,6 +190,44 @@ class Stack:
     async def sim_orders(self, http: aiohttp.ClientSession) -> list[dict[str, Any]]:
         async with http.get(f"{self.sim}/kinguin/sim/orders?include_keys=1") as r:
             return list((await r.json())["orders"])
+
+    async def sim_webhooks(self, http: aiohttp.ClientSession) -> list[dict[str, Any]]:
+        """Every Kinguin webhook delivery attempt (and drop) the simulator made."""
+        async with http.get(f"{self.sim}/kinguin/sim/webhooks") as r:
+            return list((await r.json())["deliveries"])
+
+    # --- "nothing more happens" --------------------------------------------------------
+
+    def unfinished_work(self, order_ids: list[str]) -> dict[str, int]:
+        """What BitLoot still has to do for these orders: fulfillment and email jobs queued
+        (retries included) or running, emails neither sent nor given up, webhooks naming
+        them stored but not applied."""
+        with psycopg.connect(self.db_url) as conn:
+            row = conn.execute(
+                "SELECT"
+                " (SELECT count(*) FROM procrastinate_jobs j WHERE j.status IN ('todo', 'doing')"
+                "   AND ((j.task_name = 'fulfill_order' AND j.args->>'order_id' = ANY(%(ids)s))"
+                "     OR (j.task_name = 'send_delivery_email'"
+                "       AND (j.args->>'outbox_id')::bigint IN"
+                "         (SELECT id FROM email_outbox WHERE order_id::text = ANY(%(ids)s))))),"
+                " (SELECT count(*) FROM email_outbox"
+                "   WHERE order_id::text = ANY(%(ids)s) AND status = 'pending'),"
+                " (SELECT count(*) FROM webhook_events"
+                "   WHERE order_id::text = ANY(%(ids)s) AND processed_at IS NULL)",
+                {"ids": order_ids},
+            ).fetchone()
+        assert row is not None
+        return dict(zip(("jobs", "pending_emails", "unapplied_webhooks"), row, strict=True))
+
+    async def wait_settled(self, order_ids: list[str], timeout: float = 120) -> None:
+        """Wait until BitLoot has finished all work on these orders (`unfinished_work` is
+        all zeros): only then does "and nothing more happened" check anything. The jobs of
+        a SIGKILLed worker count until the stalled-job sweeper has run them again."""
+        deadline = time.monotonic() + timeout
+        while any((left := self.unfinished_work(order_ids)).values()):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"work left after {timeout}s: {left}")
+            await asyncio.sleep(0.2)
 
 
 def new_uuid() -> str:

@@ -13,9 +13,11 @@ import aiohttp
 import psycopg
 import pytest
 from mail import SmtpSink, text_of
-from stack import Stack, free_port
+from stack import Stack
+from waiting import wait_until
 
 from bitloot.chaos import POINTS
+from bitloot.processes import free_port
 from bitloot.sim.kinguin_catalog import IMAGE_PRODUCT_ID, MIXED_PRODUCT_ID, TEXT_PRODUCT_ID
 from bitloot.storage.local import LocalObjectStorage  # noqa: F401 - documents the layout
 from bitloot.vault.crypto import MasterKeyRing, open_blob, unwrap_data_key
@@ -157,7 +159,18 @@ async def test_duplicate_and_concurrent_ipns_and_webhooks_buy_once(
         assert stack.order_row(oid)[:2] == ("fulfilled", "fulfilled")
         assert kinguin_purchases(await stack.sim_orders(http))[oid] == 1
     await _wait_for_mail(smtp, [oid])
-    await asyncio.sleep(1.5)  # a second email, if any, would have arrived by now
+    # Not "wait and see": the simulator has delivered the order's completion webhook (both
+    # copies, under the duplicate fault) and BitLoot has finished everything that it and the
+    # IPNs caused. Only now would a second email have been sent already.
+    async with aiohttp.ClientSession() as http:
+
+        async def webhook_copies_delivered() -> bool:
+            deliveries = await stack.sim_webhooks(http)
+            done = [d for d in deliveries if d["orderExternalId"] == oid]
+            return sum(d["outcome"] in ("delivered", "gave_up") for d in done) >= 2
+
+        await wait_until(webhook_copies_delivered, 60, "the duplicated Kinguin webhook sent")
+    await stack.wait_settled([oid])
     assert len(smtp.for_order(oid)) == 1
     with psycopg.connect(stack.db_url) as conn:
         [(keys,)] = conn.execute(
@@ -196,4 +209,5 @@ async def test_worker_killed_at_each_step_recovers_without_buying_twice(
         assert kinguin_purchases(await stack.sim_orders(http))[oid] == 1
         assert delivered_serials(stack, oid) == await issued_serials(stack, http, oid)
     await _wait_for_mail(smtp, [oid])
+    await stack.wait_settled([oid])  # the crashed job rerun too: no second email is coming
     assert len(smtp.for_order(oid)) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import signal
 import subprocess
 import time
 from collections import Counter
@@ -15,11 +16,12 @@ import aiohttp
 import psycopg
 import pytest
 from mail import SmtpSink
-from stack import JWT_SECRET, Stack, free_port
+from stack import JWT_SECRET, Stack
 
 from bitloot.auth.tokens import mint_user_token
 from bitloot.config import load_settings
 from bitloot.db.snapshot import pg_bin
+from bitloot.processes import free_port
 from bitloot.sim.kinguin_catalog import TEXT_PRODUCT_ID
 
 CAMPAIGN_PRODUCT = "5c9b00000000000000c0ffee"
@@ -152,7 +154,7 @@ async def test_smtp_down_then_up_delivers_exactly_one_email(stack: Stack) -> Non
         assert sink.for_order(oid) == []
         sink.start()
         await _wait_mail(sink, [oid])
-        await asyncio.sleep(1)
+        await stack.wait_settled([oid])  # the retries are over: no second email is coming
         assert len(sink.for_order(oid)) == 1
         assert (
             _count(
@@ -238,7 +240,7 @@ async def test_campaign_of_200_orders_under_faults_all_fulfilled_once(
         while _count(stack, "SELECT count(*) FROM orders WHERE status = 'fulfilled'") < n // 4:
             assert time.monotonic() < deadline
             await asyncio.sleep(0.2)
-        stack.kill("w1")
+        assert stack.kill("w1") == -signal.SIGKILL
         stack.start_worker("w1b", "--concurrency", "8")
         rows = await stack.wait_until(ids, timeout=240)
         not_done = {o: r for o, r in rows.items() if r[:2] != ("fulfilled", "fulfilled")}
@@ -249,7 +251,9 @@ async def test_campaign_of_200_orders_under_faults_all_fulfilled_once(
             o: purchases[o] for o in ids if purchases[o] != 1
         }
     await _wait_mail(smtp, ids, timeout=120)
-    await asyncio.sleep(2)
+    # Every job is over, the killed worker's included (the stalled-job sweeper reruns them),
+    # so whatever email was going to be sent again has been.
+    await stack.wait_settled(ids, timeout=180)
     # One email per order: one outbox row, one Message-ID. SMTP cannot be exactly-once: a
     # worker SIGKILLed after the server accepted a message but before its commit sends that
     # same message again on retry (same Message-ID, which mail clients collapse). Only the

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -15,6 +14,7 @@ import pytest
 from aiohttp import web
 from pydantic import ValidationError
 from structlog.testing import capture_logs
+from waiting import wait_until
 
 from bitloot.kinguin.client import KinguinClient
 from bitloot.kinguin.errors import (
@@ -42,6 +42,7 @@ from bitloot.kinguin.models import (
     format_event_time,
     load_json,
 )
+from bitloot.processes import free_port
 from bitloot.sim.kinguin import DeliveryPlan, create_kinguin_sim
 from bitloot.sim.kinguin_catalog import (
     IMAGE_PRODUCT_ID,
@@ -59,6 +60,9 @@ class Harness:
     http: aiohttp.ClientSession
     sleeps: list[float] = field(default_factory=list)
     calls: list[tuple[str, str]] = field(default_factory=list)
+    # Route names of the requests the simulator has finished handling (whether or not the
+    # client was still there to read the answer).
+    handled: list[str] = field(default_factory=list)
 
     def client(self, **options: Any) -> KinguinClient:
         async def recording_sleep(seconds: float) -> None:
@@ -97,14 +101,23 @@ async def harness() -> AsyncIterator[Harness]:
         seed=11,
         delivery=DeliveryPlan(delay=0.2),
     )
-    root = web.Application()
+    handled: list[str] = []
+
+    @web.middleware
+    async def record(request: web.Request, handler: Any) -> web.StreamResponse:
+        try:
+            return await handler(request)  # type: ignore[no-any-return]
+        finally:
+            handled.append(request.match_info.route.name or "unknown")
+
+    root = web.Application(middlewares=[record])
     root.add_subapp("/kinguin", sub)
     runner = web.AppRunner(root)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     async with aiohttp.ClientSession() as http:
-        yield Harness(f"http://127.0.0.1:{runner.addresses[0][1]}/kinguin", http)
+        yield Harness(f"http://127.0.0.1:{runner.addresses[0][1]}/kinguin", http, handled=handled)
     await runner.cleanup()
 
 
@@ -135,7 +148,11 @@ async def test_place_get_and_find_order(harness: Harness) -> None:
         assert placed.status == "processing" and placed.order_external_id == "bitloot-1"
         assert placed.total_price == Decimal("18.98")
         assert placed.created_at.utcoffset() == timedelta(0)
-        await asyncio.sleep(0.4)
+
+        async def completed() -> bool:
+            return (await kinguin.get_order(placed.order_id)).status == "completed"
+
+        await wait_until(completed, 10, "the simulator completes the order")
         fetched = await kinguin.get_order(placed.order_id)
         found = await kinguin.find_order_by_external_id("bitloot-1")
         missing = await kinguin.find_order_by_external_id("bitloot-404")
@@ -322,9 +339,7 @@ async def test_permanent_error_is_not_retried(harness: Harness) -> None:
 
 
 async def test_refused_connection_is_retryable_and_not_ambiguous() -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     calls: list[str] = []
     async with KinguinClient(
         f"http://127.0.0.1:{port}",
@@ -384,7 +399,13 @@ async def test_timeout_before_placement_never_buys_twice(harness: Harness) -> No
     )
     async with harness.client(timeout=0.2) as kinguin:
         order = await kinguin.place_order([buy()], "slow-request")
-    await asyncio.sleep(0.6)
+    sent = [e for e, _ in harness.calls].count("place_order")
+    assert sent >= 2  # the slow POST was abandoned and sent again
+    # Not "wait and see": the simulator has finished every POST the client sent, the
+    # abandoned slow one included, so any second purchase would be recorded by now.
+    await wait_until(
+        lambda: harness.handled.count("place_order") >= sent, 10, "the simulator handles each POST"
+    )
     orders = await harness.sim_orders()
     assert [o["orderId"] for o in orders] == [order.order_id]
 

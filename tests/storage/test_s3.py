@@ -6,7 +6,6 @@ asserted on the URL we generate; the local backend's tests exercise expiry for r
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from urllib.parse import parse_qs, urlsplit
@@ -16,6 +15,7 @@ import pytest
 from botocore.exceptions import ClientError
 from moto.server import ThreadedMotoServer
 
+from bitloot.processes import free_port
 from bitloot.storage import (
     S3ObjectStorage,
     StorageError,
@@ -54,12 +54,6 @@ async def storage(moto_endpoint: str) -> AsyncIterator[S3ObjectStorage]:
             Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "auto"}
         )
         yield s3
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def test_check_passes_for_an_existing_bucket(storage: S3ObjectStorage) -> None:
@@ -141,7 +135,7 @@ async def test_missing_bucket_fails_the_startup_check(moto_endpoint: str) -> Non
 
 
 async def test_unreachable_endpoint_fails_the_startup_check() -> None:
-    endpoint = f"http://127.0.0.1:{closed_port()}"
+    endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     async with make_storage(endpoint, max_attempts=1, connect_timeout=2) as s3:
         with pytest.raises(StorageError, match="cannot reach the S3 endpoint") as info:
             await s3.check()
