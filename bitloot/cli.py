@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from bitloot.config import ConfigError, Settings, load_settings
-from bitloot.wiring import StartupError
+from bitloot.resources import StartupError
 
 EXIT_USAGE = 2
 
@@ -62,7 +62,8 @@ def cmd_products_add(args: argparse.Namespace, settings: Settings) -> int:
     """Add or update one catalog row."""
     from pydantic import ValidationError
 
-    from bitloot.orders.catalog import ProductInput, upsert_product
+    from bitloot.orders.models import ProductInput
+    from bitloot.orders.service import add_product
 
     try:
         product = ProductInput(
@@ -79,14 +80,14 @@ def cmd_products_add(args: argparse.Namespace, settings: Settings) -> int:
             f"--{str(e['loc'][0]).replace('_', '-')}: {e['msg']}" for e in exc.errors()
         )
         raise CommandError(f"invalid product: {problems}") from None
-    row = asyncio.run(_with_conn(settings, lambda conn: upsert_product(conn, product)))
+    row = asyncio.run(_with_conn(settings, lambda conn: add_product(conn, product)))
     print(f"{row.product_id}  {row.name}  {row.price} {row.currency}  max cost {row.max_cost} eur")
     return 0
 
 
 def cmd_products_list(args: argparse.Namespace, settings: Settings) -> int:
     """Print the catalog."""
-    from bitloot.orders.catalog import list_products
+    from bitloot.orders.service import list_products
 
     rows = asyncio.run(_with_conn(settings, list_products))
     for row in rows:

@@ -4,11 +4,10 @@ so `bitloot --help` does not import the whole application."""
 from __future__ import annotations
 
 REGISTRARS = [
-    "bitloot.auth.commands:register",
-    "bitloot.api.server:register",
+    "bitloot.ops:register",
+    "bitloot.server:register",
     "bitloot.worker:register",
     "bitloot.sim.app:register",
-    "bitloot.vault.commands:register",
     "bitloot.demo.commands:register",
     "bitloot.bench.commands:register",
 ]

@@ -6,7 +6,7 @@ on the caller's connection, inside the caller's transaction:
 
     async with conn.transaction():
         ...status change...
-        await fulfill_order.configure(connection=conn, lock=str(order_id)).defer_async(...)
+        await fulfillment.service.defer_fulfillment(conn, order_id)  # configure_task by name
 
 so the job exists exactly when the status change was committed.
 """
@@ -18,8 +18,9 @@ import procrastinate
 # Modules whose tasks the worker must know; they import `queue_app` and decorate tasks.
 TASK_MODULES = [
     "bitloot.fulfillment.tasks",
-    "bitloot.fulfillment.maintenance",
+    "bitloot.payments.tasks",
     "bitloot.delivery.tasks",
+    "bitloot.queue_maintenance",
 ]
 
 queue_app = procrastinate.App(

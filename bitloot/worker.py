@@ -16,19 +16,13 @@ from typing import Any
 
 import structlog
 
-from bitloot.auth.tokens import TokenVerifier
+from bitloot.cli import CommandError
 from bitloot.config import Settings
-from bitloot.delivery import runtime as delivery_runtime
-from bitloot.delivery.transport import transport_from_settings
-from bitloot.fulfillment.maintenance import STALLED_AFTER_SECONDS
-from bitloot.kinguin.client import KinguinClient
 from bitloot.logs import configure_logging
 from bitloot.metrics import JOB_OUTCOMES, KINGUIN_CALL_DURATION, REGISTRY
-from bitloot.payments.nowpayments import NowPaymentsClient
 from bitloot.queue import EMAIL_QUEUE, FULFILLMENT_QUEUE, MAINTENANCE_QUEUE, queue_app
-from bitloot.runtime import Runtime, set_runtime
-from bitloot.vault.crypto import ORDER_TOKEN_PURPOSE
-from bitloot.wiring import Core, open_core
+from bitloot.queue_maintenance import STALLED_AFTER_SECONDS
+from bitloot.resources import Resources, install, open_resources
 
 log = structlog.get_logger(__name__)
 
@@ -67,55 +61,24 @@ def serve_worker_metrics(port: int) -> None:
         log.warning("metrics.port_in_use", port=port)
 
 
-async def open_worker_runtime(
+async def open_worker_resources(
     settings: Settings, stack: AsyncExitStack, *, concurrency: int = 4
-) -> Core:
-    """Open the core and install the task runtimes; everything closes with `stack`."""
+) -> Resources:
+    """Open the resources, install them for the tasks and open the queue; everything
+    closes with `stack`."""
     # One connection per running job, plus procrastinate's fetch, heartbeat and LISTEN.
-    core = await open_core(settings, stack, pool_size=max(10, concurrency + 6))
-    api_key = settings.kinguin_api_key
-    kinguin = await stack.enter_async_context(
-        KinguinClient(
-            settings.kinguin_api_url,
-            api_key.get_secret_value() if api_key else "",
-            timeout=settings.kinguin_timeout,
-            on_call=_observe_kinguin,
-        )
+    res = await open_resources(
+        settings,
+        stack,
+        pool_size=max(10, concurrency + 6),
+        kinguin=True,
+        mail=True,
+        on_kinguin_call=_observe_kinguin,
     )
-    np_key = settings.nowpayments_api_key
-    nowpayments = (
-        await stack.enter_async_context(
-            NowPaymentsClient(settings.nowpayments_api_url, np_key.get_secret_value())
-        )
-        if np_key
-        else None
-    )
-    verifier = TokenVerifier(
-        settings, order_token_secret=core.ring.derived_key(ORDER_TOKEN_PURPOSE)
-    )
-    set_runtime(
-        Runtime(
-            settings=settings,
-            pool=core.pool,
-            kinguin=kinguin,
-            storage=core.storage,
-            ring=core.ring,
-            mint_order_token=verifier.mint_order_token,
-            nowpayments=nowpayments,
-        )
-    )
-    delivery_runtime.set_runtime(
-        delivery_runtime.Runtime(
-            pool=core.pool,
-            settings=settings,
-            transport=transport_from_settings(settings),
-            mint_order_token=verifier.mint_order_token,
-        )
-    )
-    stack.callback(set_runtime, None)
-    stack.callback(delivery_runtime.set_runtime, None)
-    await stack.enter_async_context(queue_app.open_async(core.pool))
-    return core
+    install(res)
+    stack.callback(install, None)
+    await stack.enter_async_context(queue_app.open_async(res.pool))
+    return res
 
 
 async def run_worker(settings: Settings, *, concurrency: int, queues: list[str]) -> None:
@@ -131,7 +94,7 @@ async def run_worker(settings: Settings, *, concurrency: int, queues: list[str])
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with AsyncExitStack() as stack:
-        await open_worker_runtime(settings, stack, concurrency=concurrency)
+        await open_worker_resources(settings, stack, concurrency=concurrency)
         serve_worker_metrics(settings.worker_metrics_port)
         log.info("worker.started", concurrency=concurrency, queues=queues)
         backoff = 1.0
@@ -175,8 +138,6 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     )
     unknown = sorted(set(queues) - set(ALL_QUEUES))
     if unknown:
-        from bitloot.cli import CommandError
-
         raise CommandError(f"unknown queue(s) {', '.join(unknown)}; known: {', '.join(ALL_QUEUES)}")
     asyncio.run(run_worker(settings, concurrency=args.concurrency, queues=queues))
     return 0

@@ -39,6 +39,16 @@ $$;
 
 COMMENT ON FUNCTION public.bitloot_actor() IS 'Who is acting in this transaction: bitloot.actor if the application set it, else sql:<role>.';
 
+CREATE FUNCTION public.bitloot_order_visible(order_id uuid, order_user_id text, is_admin boolean, user_id text, token_order_id uuid) RETURNS boolean
+    LANGUAGE sql IMMUTABLE
+    AS $$
+    SELECT coalesce(is_admin, false)
+        OR coalesce(order_user_id = user_id, false)
+        OR coalesce(order_id = token_order_id, false)
+$$;
+
+COMMENT ON FUNCTION public.bitloot_order_visible(order_id uuid, order_user_id text, is_admin boolean, user_id text, token_order_id uuid) IS 'The one ownership rule of customer queries: true for an admin, the order''s signed-in owner (user_id), or an order token for this very order (token_order_id).';
+
 CREATE FUNCTION public.bitloot_orders_log_events() RETURNS trigger
     LANGUAGE plpgsql
     AS $$

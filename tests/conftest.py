@@ -147,7 +147,7 @@ def make_settings(
 @pytest.fixture
 async def api(make_settings: Callable[..., Settings], api_port: int) -> AsyncIterator[Served]:
     """`bitloot serve`'s application, in this process, on `api_port`."""
-    from bitloot.api.server import build_app
+    from bitloot.server import build_app
 
     served = await serve_app(await build_app(make_settings()), api_port)
     yield served

@@ -115,7 +115,7 @@ def test_jwt_in_the_message_and_values_is_scrubbed(configure: Configure) -> None
 
 
 def test_dotted_names_are_not_mistaken_for_jwts() -> None:
-    text = "bitloot.api.middleware at api.nowpayments.io v1.2.3"
+    text = "bitloot.web.middleware at api.nowpayments.io v1.2.3"
     assert redact(text) == text
 
 

@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from bitloot.payments.models import PaymentStatusValue
+from bitloot.nowpayments.models import PaymentStatusValue
 
 # A query string decodes `+` as a space, so `from=2025-01-01T00:00:00+00:00` sent unescaped
 # arrives as `... 00:00`. That space can only have been a `+`: put it back.

@@ -136,19 +136,6 @@ SELECT status, fulfillment_status, fulfillment_error
  WHERE id = %(order_id)s
    FOR UPDATE;
 
--- name: requeue_failed_fulfillment
--- failed -> pending is the one backwards move the fulfillment state machine allows.
-UPDATE orders SET fulfillment_status = 'pending', fulfillment_error = NULL
- WHERE id = %(order_id)s AND status = 'paid' AND fulfillment_status = 'failed'
-RETURNING id;
-
--- name: reset_kinguin_polls
-UPDATE kinguin_orders SET polls = 0 WHERE order_id = %(order_id)s
-RETURNING kinguin_order_id;
-
--- name: outbox_generation
-SELECT generation FROM email_outbox WHERE id = %(outbox_id)s;
-
 -- name: insert_admin_audit
 INSERT INTO admin_audit_log (admin_id, action, order_id, reason, details)
 VALUES (%(admin_id)s, %(action)s, %(order_id)s, %(reason)s, %(details)s)

@@ -1,4 +1,5 @@
-"""Admin HTTP endpoints (role=admin): thin handlers over `service` (reads) and `repairs`.
+"""Admin HTTP endpoints (role=admin): thin handlers over `repository` (reads) and `service`
+(repairs).
 
 Every handler authenticates first (no token 401, a non-admin token 403), and every answer
 is JSON marked `Cache-Control: no-store`.
@@ -12,16 +13,16 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from bitloot.admin import repairs, service
-from bitloot.admin.cursor import InvalidCursor
+from bitloot.admin import repository, service
 from bitloot.admin.models import PaymentListQuery, ReasonIn, ResendOut, RetryOut
-from bitloot.api.bodies import read_model
-from bitloot.api.context import context
-from bitloot.api.errors import Conflict, NotFound, UnprocessableEntity
-from bitloot.auth.http import authenticate, require_admin
 from bitloot.auth.tokens import Principal
 from bitloot.db.connect import set_actor
-from bitloot.orders.routes import parse_order_id
+from bitloot.web.auth import authenticate, require_admin
+from bitloot.web.bodies import read_model
+from bitloot.web.context import resources
+from bitloot.web.cursor import InvalidCursor
+from bitloot.web.errors import Conflict, NotFound, UnprocessableEntity
+from bitloot.web.ids import parse_order_id
 
 routes = web.RouteTableDef()
 log = structlog.get_logger(__name__)
@@ -36,9 +37,9 @@ async def list_payments(request: web.Request) -> web.Response:
     """Payments newest first, keyset-paginated, filtered by status, date range and email."""
     await _admin(request)
     query = _read_query(request, PaymentListQuery)
-    async with context(request).pool.connection() as conn:
+    async with resources(request).pool.connection() as conn:
         try:
-            page = await service.list_payments(conn, query)
+            page = await repository.list_payments(conn, query)
         except InvalidCursor as exc:
             raise UnprocessableEntity([{"loc": ["query", "cursor"], "msg": str(exc)}]) from None
     return _json(page)
@@ -51,9 +52,9 @@ async def get_payment(request: web.Request) -> web.Response:
     payment_id = request.match_info["payment_id"]
     if len(payment_id) > _MAX_PAYMENT_ID or "\x00" in payment_id:  # no such id can exist
         raise NotFound("No such payment.")
-    async with context(request).pool.connection() as conn, conn.transaction():
-        await service.read_from_one_snapshot(conn)
-        detail = await service.payment_detail(conn, payment_id)
+    async with resources(request).pool.connection() as conn, conn.transaction():
+        await repository.read_from_one_snapshot(conn)
+        detail = await repository.payment_detail(conn, payment_id)
     if detail is None:
         raise NotFound("No such payment.")
     return _json(detail)
@@ -64,9 +65,9 @@ async def get_fulfillment_timeline(request: web.Request) -> web.Response:
     """The order's fulfillment timeline, read from one snapshot."""
     await _admin(request)
     order_id = parse_order_id(request)
-    async with context(request).pool.connection() as conn, conn.transaction():
-        await service.read_from_one_snapshot(conn)
-        timeline = await service.fulfillment_timeline(conn, order_id)
+    async with resources(request).pool.connection() as conn, conn.transaction():
+        await repository.read_from_one_snapshot(conn)
+        timeline = await repository.fulfillment_timeline(conn, order_id)
     if timeline is None:
         raise NotFound("No such order.")
     return _json(timeline)
@@ -78,13 +79,13 @@ async def retry_fulfillment(request: web.Request) -> web.Response:
     admin = await _admin(request)
     order_id = parse_order_id(request)
     body = _no_nul(await read_model(request, ReasonIn))
-    async with context(request).pool.connection() as conn, conn.transaction():
+    async with resources(request).pool.connection() as conn, conn.transaction():
         await set_actor(conn, f"admin:{admin.subject}", body.reason)
         try:
-            await repairs.retry_fulfillment(
+            await service.retry_fulfillment(
                 conn, order_id, admin_id=admin.subject, reason=body.reason
             )
-        except (repairs.OrderNotFound, repairs.NotRepairable) as exc:
+        except (service.OrderNotFound, service.NotRepairable) as exc:
             raise _repair_error(exc) from None
     log.info("admin.fulfillment_retried", order_id=str(order_id), admin_id=admin.subject)
     return _json(RetryOut(orderId=order_id, fulfillmentStatus="pending"), status=202)
@@ -96,13 +97,13 @@ async def resend_delivery_email(request: web.Request) -> web.Response:
     admin = await _admin(request)
     order_id = parse_order_id(request)
     body = _no_nul(await read_model(request, ReasonIn))
-    async with context(request).pool.connection() as conn, conn.transaction():
+    async with resources(request).pool.connection() as conn, conn.transaction():
         await set_actor(conn, f"admin:{admin.subject}", body.reason)
         try:
-            resend = await repairs.resend_delivery_email(
+            resend = await service.resend_delivery_email(
                 conn, order_id, admin_id=admin.subject, reason=body.reason
             )
-        except (repairs.OrderNotFound, repairs.NotRepairable) as exc:
+        except (service.OrderNotFound, service.NotRepairable) as exc:
             raise _repair_error(exc) from None
     log.info(
         "admin.delivery_email_resent",
@@ -115,7 +116,7 @@ async def resend_delivery_email(request: web.Request) -> web.Response:
 
 
 async def _admin(request: web.Request) -> Principal:
-    return require_admin(await authenticate(request, context(request).verifier))
+    return require_admin(await authenticate(request, resources(request).tokens))
 
 
 def _read_query(request: web.Request, model: type[ModelT]) -> ModelT:
@@ -141,7 +142,7 @@ def _no_nul(body: ReasonIn) -> ReasonIn:
 
 
 def _repair_error(exc: Exception) -> Exception:
-    if isinstance(exc, repairs.NotRepairable):
+    if isinstance(exc, service.NotRepairable):
         return Conflict(
             str(exc),
             extras={

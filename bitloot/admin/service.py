@@ -1,160 +1,134 @@
-"""What admins read: payment pages, a payment with its IPNs, an order's fulfillment timeline.
+"""What admins may do to an order: retry a failed fulfillment, resend the delivery email.
 
-Functions take the caller's connection and never commit. Nothing here selects a key, a
-data key or where a ciphertext is stored.
+Each action locks the order, checks it is in a state the action fits, makes its change,
+queues its job and appends its `admin_audit_log` row, all on the caller's connection: the
+caller opens the one transaction (and names the actor with `set_actor` first, so the
+order_events trigger records who and why). Nothing here commits.
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
-from typing import Any, LiteralString
+from dataclasses import dataclass
+from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
 
-from bitloot.admin.cursor import Position, decode_cursor, encode_cursor
-from bitloot.admin.models import (
-    AdminActionOut,
-    DeliveredKeyOut,
-    EmailOut,
-    FulfillmentTimelineOut,
-    IpnOut,
-    KeyAccessOut,
-    KinguinOrderOut,
-    OrderEventOut,
-    PaymentDetailOut,
-    PaymentListQuery,
-    PaymentOut,
-    PaymentPageOut,
-    TimelineOrderOut,
-    WebhookEventOut,
-)
 from bitloot.db.queries import QuerySet
+from bitloot.delivery.service import email_generation, queue_delivery_resend
+from bitloot.fulfillment import service as fulfillment
 
 Q = QuerySet("bitloot.admin")
 Conn = psycopg.AsyncConnection[Any]
 
-# Bounds for an open end of the date range: real timestamps rather than +-infinity, so
-# the parameters keep one type and the plan one shape.
-_EARLIEST = datetime(1, 1, 1, tzinfo=UTC)
-_LATEST = datetime(9999, 12, 31, tzinfo=UTC)
+RETRY_ACTION = "fulfillment.retry"
+RESEND_ACTION = "delivery_email.resend"
 
 
-async def read_from_one_snapshot(conn: Conn) -> None:
-    """Make the transaction the caller just opened read-only REPEATABLE READ, so that a
-    reply built from several queries shows one moment."""
-    await conn.execute(Q["snapshot_read"])
+@dataclass(frozen=True)
+class OrderState:
+    """The order's two statuses, read under a row lock."""
+
+    status: str
+    fulfillment_status: str
+    fulfillment_error: str | None
 
 
-def payments_page_query(query: PaymentListQuery) -> tuple[LiteralString, dict[str, Any]]:
-    """The SQL and parameters for one page of `query` (one row more than the page, to tell
-    whether another page follows). `InvalidCursor` when the cursor is not ours."""
-    upper = Position(query.to, "") if query.to is not None else Position(_LATEST, "")
-    if query.cursor is not None:
-        upper = min(upper, decode_cursor(query.cursor))
-    params: dict[str, Any] = {
-        "from_at": query.from_ or _EARLIEST,
-        "before_at": upper.created_at,
-        "before_id": upper.id,
-        "limit": query.limit + 1,
-        "status": query.status,
-        "email": query.email,
-    }
-    if query.email is not None:
-        return Q["payments_page_by_email"], params
-    if query.status is not None:
-        return Q["payments_page_by_status"], params
-    return Q["payments_page"], params
+class OrderNotFound(LookupError):
+    """No order has this id."""
 
 
-async def list_payments(conn: Conn, query: PaymentListQuery) -> PaymentPageOut:
-    """One page of payments, newest first, with the cursor of the next page (or None)."""
-    sql, params = payments_page_query(query)
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(sql, params)
-        rows = await cur.fetchall()
-    items = [_payment(row) for row in rows[: query.limit]]
-    more = len(rows) > query.limit
-    next_cursor = (
-        encode_cursor(Position(items[-1].createdAt, items[-1].paymentId)) if more else None
+class NotRepairable(Exception):
+    """The order is not in a state the action fits; `state` says which state it is in."""
+
+    def __init__(self, message: str, state: OrderState) -> None:
+        super().__init__(message)
+        self.state = state
+
+
+@dataclass(frozen=True)
+class QueuedResend:
+    """The delivery email a resend added."""
+
+    outbox_id: int
+    generation: int
+
+
+async def retry_fulfillment(conn: Conn, order_id: uuid.UUID, *, admin_id: str, reason: str) -> None:
+    """Move a failed fulfillment back to `pending`, restart its Kinguin polling, queue
+    `fulfill_order` and audit it. `NotRepairable` unless the order is paid and failed."""
+    state = await _lock_order(conn, order_id)
+    if state.fulfillment_status != "failed" or state.status != "paid":
+        raise NotRepairable("Only a paid order whose fulfillment failed can be retried.", state)
+    moved, kinguin_order_id = await fulfillment.retry_failed(conn, order_id)
+    if not moved:  # cannot happen under the row lock; never audit a no-op
+        raise NotRepairable("The order changed while being retried.", state)
+    await record_admin_action(
+        conn,
+        admin_id=admin_id,
+        action=RETRY_ACTION,
+        order_id=order_id,
+        reason=reason,
+        details={
+            "fromFulfillmentStatus": state.fulfillment_status,
+            "previousError": state.fulfillment_error,
+            "kinguinOrderId": kinguin_order_id,
+        },
     )
-    return PaymentPageOut(items=items, nextCursor=next_cursor)
 
 
-async def payment_detail(conn: Conn, payment_id: str) -> PaymentDetailOut | None:
-    """The payment, its order's status and every stored IPN for it; None when unknown.
-    Call it after `read_from_one_snapshot`."""
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(Q["payment_detail"], {"payment_id": payment_id})
-        row = await cur.fetchone()
-        if row is None:
-            return None
-        await cur.execute(Q["payment_ipns"], {"payment_id": payment_id})
-        ipns = [IpnOut.model_validate(_camel(r)) for r in await cur.fetchall()]
-    return PaymentDetailOut.model_validate({**_camel(row), "ipns": ipns})
+async def resend_delivery_email(
+    conn: Conn, order_id: uuid.UUID, *, admin_id: str, reason: str
+) -> QueuedResend:
+    """Add the next generation of the delivery email, queue its job and audit it.
+    `NotRepairable` unless the order is fulfilled."""
+    state = await _lock_order(conn, order_id)
+    if state.status != "fulfilled":
+        raise NotRepairable("Only a fulfilled order has a delivery email to resend.", state)
+    outbox_id = await queue_delivery_resend(conn, order_id)
+    resend = QueuedResend(outbox_id=outbox_id, generation=await email_generation(conn, outbox_id))
+    await record_admin_action(
+        conn,
+        admin_id=admin_id,
+        action=RESEND_ACTION,
+        order_id=order_id,
+        reason=reason,
+        details={"outboxId": resend.outbox_id, "generation": resend.generation},
+    )
+    return resend
 
 
-async def fulfillment_timeline(conn: Conn, order_id: uuid.UUID) -> FulfillmentTimelineOut | None:
-    """Everything recorded about the order, each part oldest first; None when unknown.
-
-    Call it after `read_from_one_snapshot`, so that every part shows the same moment.
-    """
-    async with conn.cursor(row_factory=dict_row) as cur:
-        order = await _fetch(cur, "timeline_order", order_id)
-        if not order:
-            return None
-        kinguin = await _fetch(cur, "timeline_kinguin_order", order_id)
-        return FulfillmentTimelineOut(
-            order=TimelineOrderOut.model_validate(order[0]),
-            payments=[
-                PaymentOut.model_validate(r)
-                for r in await _fetch(cur, "timeline_payments", order_id)
-            ],
-            events=[
-                OrderEventOut.model_validate(r)
-                for r in await _fetch(cur, "timeline_events", order_id)
-            ],
-            kinguinOrder=KinguinOrderOut.model_validate(kinguin[0]) if kinguin else None,
-            keys=[
-                DeliveredKeyOut.model_validate(r)
-                for r in await _fetch(cur, "timeline_keys", order_id)
-            ],
-            accessEvents=[
-                KeyAccessOut.model_validate(r)
-                for r in await _fetch(cur, "timeline_access_events", order_id)
-            ],
-            emails=[
-                EmailOut.model_validate(r) for r in await _fetch(cur, "timeline_emails", order_id)
-            ],
-            webhookEvents=[
-                WebhookEventOut.model_validate(r)
-                for r in await _fetch(cur, "timeline_webhook_events", order_id)
-            ],
-            adminActions=[
-                AdminActionOut.model_validate(r)
-                for r in await _fetch(cur, "timeline_admin_actions", order_id)
-            ],
-        )
+async def record_admin_action(
+    conn: Conn,
+    *,
+    admin_id: str,
+    action: str,
+    order_id: uuid.UUID | None,
+    reason: str,
+    details: dict[str, Any],
+) -> int:
+    """Append one row to the append-only admin audit log; returns its id."""
+    cur = await conn.execute(
+        Q["insert_admin_audit"],
+        {
+            "admin_id": admin_id,
+            "action": action,
+            "order_id": order_id,
+            "reason": reason,
+            "details": Jsonb(details),
+        },
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row[0])
 
 
-async def _fetch(
-    cur: psycopg.AsyncCursor[dict[str, Any]], name: str, order_id: uuid.UUID
-) -> list[dict[str, Any]]:
-    """The rows of the timeline query `name`, keyed by response field names."""
-    await cur.execute(Q[name], {"order_id": order_id})
-    return [_camel(r) for r in await cur.fetchall()]
-
-
-def _payment(row: dict[str, Any]) -> PaymentOut:
-    return PaymentOut.model_validate(_camel(row))
-
-
-def _camel(row: dict[str, Any]) -> dict[str, Any]:
-    """`snake_case` columns as the `camelCase` fields of the response models."""
-    return {_camel_name(k): v for k, v in row.items()}
-
-
-def _camel_name(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
+async def _lock_order(conn: Conn, order_id: uuid.UUID) -> OrderState:
+    async with conn.cursor(row_factory=class_row(OrderState)) as cur:
+        await cur.execute(Q["lock_order_for_repair"], {"order_id": order_id})
+        state = await cur.fetchone()
+    if state is None:
+        raise OrderNotFound(str(order_id))
+    return state

@@ -21,7 +21,7 @@ from bitloot.db.queries import QuerySet
 
 Q = QuerySet("bitloot.bench")
 POOL = web.AppKey("pool", AsyncConnectionPool)
-POOL_SIZE = 10  # what `bitloot serve` opens (bitloot.wiring.open_core)
+POOL_SIZE = 10  # what `bitloot serve` opens (bitloot.resources.open_core)
 
 
 async def _autocommit(conn: psycopg.AsyncConnection[Any]) -> None:

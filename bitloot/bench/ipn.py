@@ -43,7 +43,7 @@ from bitloot.bench.common import (
 )
 from bitloot.bench.stack import MAX_COST, PRICE, PRODUCT_ID, BenchError, BenchStack, Q, new_port
 from bitloot.config import Settings
-from bitloot.payments.signature import RawNumber, dump_json, sign_ipn
+from bitloot.nowpayments.signature import RawNumber, dump_json, sign_ipn
 
 TARGET = 0.5
 IPN_PATH = "/webhooks/nowpayments"

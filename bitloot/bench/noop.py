@@ -19,7 +19,7 @@ from procrastinate.types import JSONValue
 from psycopg_pool import AsyncConnectionPool
 
 NOOP_QUEUE = "bench_noop"
-POOL_SIZE = 10  # what `bitloot worker` opens (bitloot.wiring.open_core)
+POOL_SIZE = 10  # what `bitloot worker` opens (bitloot.resources.open_core)
 
 noop_app = procrastinate.App(connector=procrastinate.PsycopgConnector())
 

@@ -101,7 +101,7 @@ def configure_sim(sim_url: str, stock: int, *, webhooks: bool) -> None:
 
 async def pay(db_url: str, order_ids: list[uuid.UUID]) -> None:
     """Enqueue each order's fulfillment and mark it paid, in one transaction."""
-    from bitloot.fulfillment.tasks import defer_fulfillment
+    from bitloot.fulfillment.service import defer_fulfillment
 
     async with (
         await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn,
@@ -115,7 +115,7 @@ async def pay(db_url: str, order_ids: list[uuid.UUID]) -> None:
 
 async def pay_paced(db_url: str, order_ids: list[uuid.UUID], rate: float) -> None:
     """Pay the orders one at a time, `rate` per second (one transaction each)."""
-    from bitloot.fulfillment.tasks import defer_fulfillment
+    from bitloot.fulfillment.service import defer_fulfillment
 
     async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
         start = time.perf_counter()

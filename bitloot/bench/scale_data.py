@@ -22,9 +22,8 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from bitloot.admin.cursor import Position, encode_cursor
 from bitloot.admin.models import PaymentListQuery
-from bitloot.admin.service import payments_page_query
+from bitloot.admin.repository import payments_page_query
 from bitloot.bench.common import progress
 from bitloot.bench.stack import MAX_COST, PRICE, PRODUCT_ID, BenchStack, Q
 from bitloot.db.migrate import apply_migrations
@@ -32,6 +31,7 @@ from bitloot.db.queries import QuerySet
 from bitloot.storage.factory import open_storage
 from bitloot.vault.canary import make_canary
 from bitloot.vault.crypto import LOCAL_URL_PURPOSE, MasterKeyRing, seal_key
+from bitloot.web.cursor import Position, encode_cursor
 
 S = QuerySet("bitloot.bench", "scale.sql")
 ACCESS = QuerySet("bitloot.fulfillment", "access_queries.sql")

@@ -59,3 +59,6 @@ SELECT p.name || CASE WHEN i.qty > 1 THEN ' x' || i.qty ELSE '' END
 
 -- name: order_email
 SELECT email FROM orders WHERE id = %(order_id)s;
+
+-- name: outbox_generation
+SELECT generation FROM email_outbox WHERE id = %(outbox_id)s;

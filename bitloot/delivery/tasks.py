@@ -19,7 +19,6 @@ find it sent, so concurrent jobs never double-send.
 
 from __future__ import annotations
 
-import uuid
 from email.message import EmailMessage
 from typing import Any, NoReturn
 
@@ -27,12 +26,13 @@ import procrastinate
 import psycopg
 import structlog
 
-from bitloot.delivery import outbox
+from bitloot.delivery import repository as outbox
 from bitloot.delivery.email import delivery_message_id, key_page_url, render_delivery_email
-from bitloot.delivery.outbox import OutboxRow
-from bitloot.delivery.runtime import Runtime, get_runtime
-from bitloot.delivery.transport import MailError, RetryableMailError
+from bitloot.delivery.repository import OutboxRow
+from bitloot.delivery.service import SEND_TASK
+from bitloot.mail import MailError, RetryableMailError
 from bitloot.queue import EMAIL_QUEUE, queue_app
+from bitloot.resources import Resources, current
 
 log = structlog.get_logger(__name__)
 
@@ -51,13 +51,13 @@ SEND_RETRY = procrastinate.RetryStrategy(
 )
 
 
-@queue_app.task(name="send_delivery_email", queue=EMAIL_QUEUE, pass_context=False, retry=SEND_RETRY)
+@queue_app.task(name=SEND_TASK, queue=EMAIL_QUEUE, pass_context=False, retry=SEND_RETRY)
 async def send_delivery_email(outbox_id: int) -> None:
     """Send one outbox row's delivery email (at most once; see the module docstring)."""
-    await deliver(outbox_id, get_runtime())
+    await deliver(outbox_id, current())
 
 
-async def deliver(outbox_id: int, runtime: Runtime) -> bool:
+async def deliver(outbox_id: int, res: Resources) -> bool:
     """Send the row's email unless it was sent; True when this call sent it.
 
     A failed attempt is recorded on the row and re-raised as `MailError`: a
@@ -65,16 +65,16 @@ async def deliver(outbox_id: int, runtime: Runtime) -> bool:
     `MailError` once the row is marked 'failed'.
     """
     row: OutboxRow | None = None
-    async with runtime.pool.connection() as conn:
+    async with res.pool.connection() as conn:
         try:
             async with conn.transaction():
                 row = await outbox.claim(conn, outbox_id)
                 if row is None:
                     log.info("email.already_sent", outbox_id=outbox_id)
                     return False
-                msg = await _build_message(conn, row, runtime)
+                msg = await _build_message(conn, row, res)
                 await outbox.mark_sent(conn, row.id, str(msg["Message-ID"]))
-                await runtime.transport.send(msg)
+                await res.mail_transport.send(msg)
             log.info(
                 "email.sent",
                 outbox_id=row.id,
@@ -88,11 +88,11 @@ async def deliver(outbox_id: int, runtime: Runtime) -> bool:
 
 
 async def _build_message(
-    conn: psycopg.AsyncConnection[Any], row: OutboxRow, runtime: Runtime
+    conn: psycopg.AsyncConnection[Any], row: OutboxRow, res: Resources
 ) -> EmailMessage:
-    settings = runtime.settings
+    settings = res.settings
     # Minted per attempt and never logged: it is the customer's access to the keys.
-    token = runtime.mint_order_token(row.order_id)
+    token = res.tokens.mint_order_token(row.order_id)
     return render_delivery_email(
         order_id=row.order_id,
         to_address=row.to_address,
@@ -118,35 +118,3 @@ async def _record_failure(
     log.error("email.failed", **fields)
     # Permanent from here on, whatever procrastinate's own attempt count says.
     raise MailError(str(exc)) from None
-
-
-async def queue_delivery_email(conn: psycopg.AsyncConnection[Any], order_id: uuid.UUID) -> int:
-    """Create the order's delivery email (idempotent) and defer its job on `conn`.
-
-    Call it inside the transaction that marks the order fulfilled, so the email exists
-    exactly when the fulfillment committed. Returns the outbox id.
-    """
-    to_address = await outbox.order_email(conn, order_id)
-    outbox_id = await outbox.create_delivery_email(conn, order_id, to_address)
-    await _defer(conn, outbox_id)
-    log.info("email.queued", outbox_id=outbox_id, order_id=str(order_id), resend=False)
-    return outbox_id
-
-
-async def queue_delivery_resend(
-    conn: psycopg.AsyncConnection[Any], order_id: uuid.UUID, to_address: str | None = None
-) -> int:
-    """Add the next generation of the delivery email (an admin resend) and defer its job.
-
-    `to_address` defaults to the order's email. Returns the new outbox id.
-    """
-    address = to_address or await outbox.order_email(conn, order_id)
-    outbox_id = await outbox.next_generation_for_resend(conn, order_id, address)
-    await _defer(conn, outbox_id)
-    log.info("email.queued", outbox_id=outbox_id, order_id=str(order_id), resend=True)
-    return outbox_id
-
-
-async def _defer(conn: psycopg.AsyncConnection[Any], outbox_id: int) -> None:
-    # A second job for the same row is harmless (it finds the row sent), so no queueing lock.
-    await send_delivery_email.configure(connection=conn).defer_async(outbox_id=outbox_id)

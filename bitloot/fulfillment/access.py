@@ -17,7 +17,6 @@ from typing import Any, Literal
 import psycopg
 from psycopg.rows import class_row, dict_row
 
-from bitloot.api.errors import ApiError, Conflict
 from bitloot.auth.tokens import Principal
 from bitloot.db.queries import QuerySet
 from bitloot.fulfillment.models import (
@@ -29,6 +28,7 @@ from bitloot.fulfillment.models import (
 from bitloot.orders.service import Access
 from bitloot.storage.base import ObjectStorage
 from bitloot.vault.crypto import ALGORITHM, MasterKeyRing, unwrap_data_key
+from bitloot.web.errors import ApiError, Conflict
 
 Q = QuerySet("bitloot.fulfillment", "access_queries.sql")
 Conn = psycopg.AsyncConnection[Any]
@@ -87,12 +87,7 @@ class _KeyRow:
 
 
 def _params(order_id: uuid.UUID, access: Access) -> dict[str, Any]:
-    return {
-        "order_id": order_id,
-        "is_admin": access.is_admin,
-        "user_id": access.user_id,
-        "token_order_id": access.token_order_id,
-    }
+    return {"order_id": order_id, **access.sql_params()}
 
 
 def _printable(text: str | None) -> str | None:

@@ -1,6 +1,6 @@
 -- name: fulfillment_status
--- Ownership is decided here, as in orders' get_order: an admin, the signed-in owner, or a
--- token for this order. Anyone else gets no row, exactly like a missing order.
+-- Ownership is decided here (bitloot_order_visible): anyone else gets no row, exactly like
+-- a missing order.
 SELECT o.id, o.status, o.fulfillment_status,
        greatest(o.updated_at, max(k.updated_at)) AS updated_at,
        coalesce(json_agg(json_build_object('keyId', k.key_id, 'status', k.status)
@@ -9,15 +9,15 @@ SELECT o.id, o.status, o.fulfillment_status,
   FROM orders o
   LEFT JOIN key_delivery_logs k ON k.order_id = o.id
  WHERE o.id = %(order_id)s
-   AND (%(is_admin)s OR o.user_id = %(user_id)s OR o.id = %(token_order_id)s)
+   AND bitloot_order_visible(o.id, o.user_id, %(is_admin)s, %(user_id)s, %(token_order_id)s)
  GROUP BY o.id;
 
 -- name: order_for_download
--- The same ownership test; the row lock keeps a refund from landing while links are issued.
+-- The same ownership rule; the row lock keeps a refund from landing while links are issued.
 SELECT o.status, o.fulfillment_status
   FROM orders o
  WHERE o.id = %(order_id)s
-   AND (%(is_admin)s OR o.user_id = %(user_id)s OR o.id = %(token_order_id)s)
+   AND bitloot_order_visible(o.id, o.user_id, %(is_admin)s, %(user_id)s, %(token_order_id)s)
    FOR SHARE;
 
 -- name: keys_for_download

@@ -8,11 +8,11 @@ import structlog
 
 from bitloot.chaos import crash_point
 from bitloot.db.connect import set_actor
-from bitloot.delivery.tasks import queue_delivery_email
-from bitloot.fulfillment import service
+from bitloot.delivery.service import queue_delivery_email
+from bitloot.fulfillment import repository
 from bitloot.kinguin.models import Key, Order
 from bitloot.metrics import TIME_TO_KEY
-from bitloot.runtime import Runtime
+from bitloot.resources import Resources
 from bitloot.storage.base import object_key_for
 from bitloot.vault.crypto import seal_key
 
@@ -22,7 +22,7 @@ CIPHERTEXT_TYPE = "application/octet-stream"
 
 
 async def store_keys(
-    rt: Runtime, order_id: uuid.UUID, kinguin_order: Order, keys: list[Key]
+    res: Resources, order_id: uuid.UUID, kinguin_order: Order, keys: list[Key]
 ) -> None:
     """Seal and upload every key, then write the delivery log, fulfil, and queue the email.
 
@@ -30,18 +30,18 @@ async def store_keys(
     before the final commit leaves nothing recorded and the retry simply does it again; the
     commit is the single point where the order becomes fulfilled.
     """
-    stored: list[service.StoredKey] = []
+    stored: list[repository.StoredKey] = []
     for key in keys:
-        sealed = seal_key(key.plaintext(), order_id=order_id, key_id=key.id, ring=rt.ring)
+        sealed = seal_key(key.plaintext(), order_id=order_id, key_id=key.id, ring=res.ring)
         object_key = object_key_for(order_id, key.id)
-        await rt.storage.put(
+        await res.storage.put(
             object_key,
             sealed.blob,
             content_type=CIPHERTEXT_TYPE,
             metadata={"order-id": str(order_id), "key-type": key.type},
         )
         stored.append(
-            service.StoredKey(
+            repository.StoredKey(
                 key_id=key.id,
                 product_id=key.product_id,
                 object_key=object_key,
@@ -53,17 +53,17 @@ async def store_keys(
     log.info("fulfillment.keys_stored", keys=len(stored))
     crash_point("after_upload")
 
-    async with rt.pool.connection() as conn, conn.transaction():
+    async with res.pool.connection() as conn, conn.transaction():
         await set_actor(
             conn, "worker", f"{len(stored)} key(s) from Kinguin {kinguin_order.order_id}"
         )
-        state = await service.lock_order(conn, order_id)
+        state = await repository.lock_order(conn, order_id)
         if state is None or state.status != "paid" or state.fulfillment_status != "processing":
             log.info("fulfillment.already_done")
             return
-        await service.update_kinguin_status(conn, order_id, "completed")
-        seconds = await service.record_keys_and_fulfill(
-            conn, order_id, stored, rt.settings.key_retention_days
+        await repository.update_kinguin_status(conn, order_id, "completed")
+        seconds = await repository.record_keys_and_fulfill(
+            conn, order_id, stored, res.settings.key_retention_days
         )
         await queue_delivery_email(conn, order_id)
     if seconds is not None:

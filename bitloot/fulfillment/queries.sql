@@ -50,3 +50,64 @@ ON CONFLICT (order_id, key_id) DO NOTHING;
 UPDATE orders SET status = 'fulfilled', fulfillment_status = 'fulfilled'
  WHERE id = %(order_id)s AND status = 'paid' AND fulfillment_status = 'processing'
 RETURNING extract(epoch FROM (fulfilled_at - paid_at))::float8 AS seconds_to_key;
+
+-- name: order_for_event
+-- The order an event is about: by the Kinguin order we recorded, else by orderExternalId
+-- (the webhook can beat the worker's own record of a freshly placed order). Two branches,
+-- each on a unique index, rather than one OR across an outer join.
+SELECT order_id FROM (
+    SELECT k.order_id, 0 AS preference
+      FROM kinguin_orders k WHERE k.kinguin_order_id = %(kinguin_order_id)s
+    UNION ALL
+    SELECT o.id, 1 FROM orders o WHERE o.id = %(external_id)s
+) candidates
+ORDER BY preference
+LIMIT 1;
+
+-- name: lock_event_order
+SELECT o.id, o.status, o.fulfillment_status, k.kinguin_order_id, k.status_updated_at,
+       k.status AS kinguin_status
+  FROM orders o
+  LEFT JOIN kinguin_orders k ON k.order_id = o.id
+ WHERE o.id = %(order_id)s
+   FOR UPDATE OF o;
+
+-- name: advance_watermark
+UPDATE kinguin_orders
+   SET status = %(status)s, status_updated_at = %(updated_at)s
+ WHERE order_id = %(order_id)s
+   AND (status_updated_at IS NULL OR status_updated_at < %(updated_at)s);
+
+-- name: stuck_paid_orders
+-- Paid orders not fulfilled after a while and with no job queued or running for them
+-- (the job was lost, failed for good without marking the order, or never enqueued).
+SELECT o.id
+  FROM orders o
+ WHERE o.status = 'paid'
+   AND o.fulfillment_status IN ('pending', 'processing')
+   AND o.paid_at < now() - make_interval(mins => %(minutes)s)
+   AND NOT EXISTS (SELECT 1 FROM procrastinate_jobs j
+                    WHERE j.lock = 'order:' || o.id::text AND j.status IN ('todo', 'doing'))
+ ORDER BY o.paid_at
+ LIMIT %(limit)s;
+
+-- name: expire_keys
+UPDATE key_delivery_logs SET status = 'expired'
+ WHERE status IN ('stored', 'accessed') AND expires_at < now()
+RETURNING id;
+
+-- name: expired_objects
+SELECT id, object_key FROM key_delivery_logs WHERE status = 'expired' ORDER BY id LIMIT %(limit)s;
+
+-- name: mark_deleted
+UPDATE key_delivery_logs SET status = 'deleted' WHERE id = %(id)s AND status = 'expired';
+
+-- name: requeue_failed_fulfillment
+-- failed -> pending is the one backwards move the fulfillment state machine allows.
+UPDATE orders SET fulfillment_status = 'pending', fulfillment_error = NULL
+ WHERE id = %(order_id)s AND status = 'paid' AND fulfillment_status = 'failed'
+RETURNING id;
+
+-- name: reset_kinguin_polls
+UPDATE kinguin_orders SET polls = 0 WHERE order_id = %(order_id)s
+RETURNING kinguin_order_id;

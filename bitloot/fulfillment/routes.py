@@ -10,13 +10,13 @@ from __future__ import annotations
 import structlog
 from aiohttp import hdrs, web
 
-from bitloot.api import ratelimit
-from bitloot.api.context import context
-from bitloot.api.errors import NotFound
-from bitloot.auth.http import authenticate
 from bitloot.fulfillment import access
-from bitloot.orders.routes import parse_order_id
 from bitloot.orders.service import Access
+from bitloot.web import ratelimit
+from bitloot.web.auth import authenticate
+from bitloot.web.context import resources
+from bitloot.web.errors import NotFound
+from bitloot.web.ids import parse_order_id
 
 routes = web.RouteTableDef()
 log = structlog.get_logger(__name__)
@@ -27,8 +27,8 @@ NO_STORE = {"Cache-Control": "no-store"}
 @routes.get("/fulfillment/{order_id}/status")
 async def fulfillment_status(request: web.Request) -> web.Response:
     """The order's statuses and each key's status; reveals and records nothing."""
-    ctx = context(request)
-    principal = await authenticate(request, ctx.verifier)
+    ctx = resources(request)
+    principal = await authenticate(request, ctx.tokens)
     order_id = parse_order_id(request)
     async with ctx.pool.connection() as conn:
         status = await access.fulfillment_status(conn, order_id, Access.of(principal))
@@ -40,9 +40,9 @@ async def fulfillment_status(request: web.Request) -> web.Response:
 @routes.get("/fulfillment/{order_id}/download-link")
 async def download_link(request: web.Request) -> web.Response:
     """Signed URLs and data keys for a fulfilled order's keys, each issue recorded."""
-    ctx = context(request)
+    ctx = resources(request)
     await ratelimit.limit_download_by_address(request)
-    principal = await authenticate(request, ctx.verifier)
+    principal = await authenticate(request, ctx.tokens)
     await ratelimit.limit_download_by_principal(request, principal)
     order_id = parse_order_id(request)
     requester = access.Requester.of(

@@ -1,156 +1,198 @@
-"""Fulfillment's database side. Every function takes the caller's connection, never commits."""
+"""The fulfillment domain: a paid order becomes delivered keys, exactly once.
+
+`run_fulfillment` is one pass of the pipeline for one order. It runs inside the
+`fulfill_order` job, always deferred with `lock=order:<id>` (`defer_fulfillment`), so passes
+for one order run one at a time, and any number of them (IPN, Kinguin webhook, poll,
+reconciler, admin retry, a retry after a crash) converge on one Kinguin purchase
+(`purchase`), one set of key rows and one delivery email (`collect`). Waiting for keys never
+blocks a worker: the pass re-defers itself with backoff, at most one poll per order.
+"""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
+import procrastinate
 import psycopg
-from psycopg.rows import class_row
+import structlog
 
-from bitloot.db.queries import QuerySet
+from bitloot.chaos import crash_point
+from bitloot.db.connect import set_actor
+from bitloot.fulfillment import purchase, repository
+from bitloot.fulfillment.collect import store_keys
+from bitloot.kinguin.errors import KinguinPermanentError
+from bitloot.kinguin.models import Order
+from bitloot.queue import queue_app
+from bitloot.resources import Resources
 
-Q = QuerySet("bitloot.fulfillment")
+log = structlog.get_logger(__name__)
 Conn = psycopg.AsyncConnection[Any]
 
-
-@dataclass(frozen=True)
-class OrderState:
-    """The order row as fulfillment sees it, read under a row lock."""
-
-    id: uuid.UUID
-    status: str
-    fulfillment_status: str
-    kinguin_placement_started_at: datetime | None
-    paid_at: datetime | None
+FULFILL_TASK = "fulfill_order"
+MAX_POLL_DELAY = 300.0
+BATCH = 100
 
 
-@dataclass(frozen=True)
-class OrderLine:
-    """What to buy for one order line, and the most to pay per unit (EUR)."""
-
-    product_id: str
-    qty: int
-    max_cost: Decimal
-    text_only: bool
-    name: str
+def fulfillment_lock(order_id: uuid.UUID | str) -> str:
+    """The procrastinate lock that serialises every job of one order."""
+    return f"order:{order_id}"
 
 
-@dataclass(frozen=True)
-class KinguinOrderRow:
-    """The Kinguin order we recorded for one of ours."""
-
-    kinguin_order_id: str
-    status: str
-    polls: int
-
-
-@dataclass(frozen=True)
-class StoredKey:
-    """One encrypted key, uploaded, ready to be recorded in the delivery log."""
-
-    key_id: str
-    product_id: str | None
-    object_key: str
-    content_type: str
-    wrapped_data_key: bytes
-    master_key_id: str
-
-
-async def lock_order(conn: Conn, order_id: uuid.UUID) -> OrderState | None:
-    """The order under `FOR UPDATE`, so one transaction at a time decides its fulfillment."""
-    async with conn.cursor(row_factory=class_row(OrderState)) as cur:
-        await cur.execute(Q["lock_order"], {"order_id": order_id})
-        return await cur.fetchone()
-
-
-async def start_processing(conn: Conn, order_id: uuid.UUID) -> None:
-    """`pending -> processing` for a paid order (no-op otherwise)."""
-    await conn.execute(Q["start_processing"], {"order_id": order_id})
-
-
-async def order_lines(conn: Conn, order_id: uuid.UUID) -> list[OrderLine]:
-    """The products to buy."""
-    async with conn.cursor(row_factory=class_row(OrderLine)) as cur:
-        await cur.execute(Q["order_lines"], {"order_id": order_id})
-        return await cur.fetchall()
-
-
-async def mark_placement_started(conn: Conn, order_id: uuid.UUID) -> None:
-    """Remember, before buying, that a Kinguin order may exist from now on."""
-    await conn.execute(Q["mark_placement_started"], {"order_id": order_id})
-
-
-async def kinguin_order_for(conn: Conn, order_id: uuid.UUID) -> KinguinOrderRow | None:
-    """The Kinguin order recorded for this order, if any."""
-    async with conn.cursor(row_factory=class_row(KinguinOrderRow)) as cur:
-        await cur.execute(Q["kinguin_order_for"], {"order_id": order_id})
-        return await cur.fetchone()
-
-
-async def record_kinguin_order(
-    conn: Conn,
-    order_id: uuid.UUID,
-    kinguin_order_id: str,
-    status: str,
-    payment_price: Decimal | None,
+async def defer_fulfillment(
+    conn: Conn, order_id: uuid.UUID, *, delay: float | None = None, poll: bool = False
 ) -> None:
-    """Record the Kinguin order bought for this order (first record wins)."""
-    await conn.execute(
-        Q["record_kinguin_order"],
-        {
-            "order_id": order_id,
-            "kinguin_order_id": kinguin_order_id,
-            "status": status,
-            "payment_price": payment_price,
-        },
-    )
+    """Enqueue `fulfill_order` on the caller's connection, inside its transaction.
 
-
-async def update_kinguin_status(conn: Conn, order_id: uuid.UUID, status: str) -> None:
-    """Store what Kinguin last said about the order's status."""
-    await conn.execute(Q["update_kinguin_status"], {"order_id": order_id, "status": status})
-
-
-async def bump_polls(conn: Conn, order_id: uuid.UUID) -> int:
-    """Count one more poll for keys; returns the new count."""
-    cur = await conn.execute(Q["bump_polls"], {"order_id": order_id})
-    row = await cur.fetchone()
-    return int(row[0]) if row else 0
-
-
-async def mark_failed(conn: Conn, order_id: uuid.UUID, reason: str) -> None:
-    """End the fulfillment in `failed` with a reason admins can read."""
-    await conn.execute(Q["mark_failed"], {"order_id": order_id, "reason": reason[:500]})
-
-
-async def record_keys_and_fulfill(
-    conn: Conn, order_id: uuid.UUID, keys: list[StoredKey], retention_days: int
-) -> float | None:
-    """Write the delivery log and mark the order fulfilled; seconds from payment to key.
-
-    None when the order was no longer `paid`/`processing` (another job finished it first).
+    `poll=True` adds a queueing lock (at most one waiting poll job per order); a clash
+    raises `AlreadyEnqueued` and aborts the transaction, so callers wrap it in a savepoint.
     """
-    async with conn.cursor() as cur:
-        await cur.executemany(
-            Q["insert_key_row"],
-            [
-                {
-                    "order_id": order_id,
-                    "key_id": k.key_id,
-                    "product_id": k.product_id,
-                    "object_key": k.object_key,
-                    "content_type": k.content_type,
-                    "wrapped_data_key": k.wrapped_data_key,
-                    "master_key_id": k.master_key_id,
-                    "retention_days": retention_days,
-                }
-                for k in keys
-            ],
+    options: dict[str, Any] = {"connection": conn, "lock": fulfillment_lock(order_id)}
+    if delay is not None:
+        options["schedule_in"] = {"seconds": max(1, round(delay))}
+    if poll:
+        options["queueing_lock"] = f"poll:{order_id}"
+    # By name: the task lives in `tasks`, which calls this module (no import cycle).
+    deferrer = queue_app.configure_task(FULFILL_TASK, allow_unknown=False, **options)
+    await deferrer.defer_async(order_id=str(order_id))
+
+
+async def run_fulfillment(res: Resources, order_id: uuid.UUID) -> None:
+    """One pass of the pipeline; returns when the order is done, failed or waiting."""
+    async with res.pool.connection() as conn, conn.transaction():
+        await set_actor(conn, "worker")
+        state = await repository.lock_order(conn, order_id)
+        if state is None or state.status != "paid":
+            log.info("fulfillment.skipped", status=state.status if state else None)
+            return
+        if state.fulfillment_status not in ("pending", "processing"):
+            log.info("fulfillment.skipped", fulfillment_status=state.fulfillment_status)
+            return
+        await repository.start_processing(conn, order_id)
+        recorded = await repository.kinguin_order_for(conn, order_id)
+        lines = await repository.order_lines(conn, order_id)
+        may_exist = state.kinguin_placement_started_at is not None
+        if recorded is None:
+            # Committed before we buy: a crash after buying is then recovered by lookup.
+            await purchase.mark_started(conn, order_id)
+
+    fresh: Order | None = None
+    if recorded is None:
+        try:
+            fresh = await purchase.place_once(res, order_id, lines, may_exist=may_exist)
+        except purchase.PurchaseRefused as exc:
+            await fail(res, order_id, str(exc))
+            return
+        kinguin_order_id = fresh.order_id
+    else:
+        kinguin_order_id = recorded.kinguin_order_id
+    await _collect(res, order_id, kinguin_order_id, fresh)
+
+
+async def _collect(
+    res: Resources, order_id: uuid.UUID, kinguin_order_id: str, fresh: Order | None
+) -> None:
+    kinguin = res.kinguin_client
+    try:
+        # An order we have just placed or found needs no second read.
+        kinguin_order = fresh or await kinguin.get_order(kinguin_order_id)
+        keys = await kinguin.get_keys(kinguin_order_id)
+    except KinguinPermanentError as exc:
+        # e.g. Authorization or OrderNotFound: retrying cannot help, an admin must look.
+        await fail(res, order_id, f"Kinguin refused to show order {kinguin_order_id}: {exc.kind}")
+        return
+    if kinguin_order.status in ("canceled", "refunded"):
+        await fail(
+            res,
+            order_id,
+            f"Kinguin order {kinguin_order_id} was {kinguin_order.status}",
+            kinguin_status=kinguin_order.status,
         )
-    cur = await conn.execute(Q["mark_fulfilled"], {"order_id": order_id})
-    row = await cur.fetchone()
-    return None if row is None else float(row[0] or 0.0)
+        return
+    if kinguin_order.status != "completed" and len(keys) < kinguin_order.key_count:
+        await _wait_for_keys(res, order_id, kinguin_order)
+        crash_point("while_waiting")
+        return
+    # Say so before the slow part (encrypt, upload): the Kinguin webhook that is likely on
+    # its way then sees the keys are being collected and enqueues no second job.
+    async with res.pool.connection() as conn:
+        await repository.update_kinguin_status(conn, order_id, "completed")
+    await store_keys(res, order_id, kinguin_order, keys)
+
+
+async def _wait_for_keys(res: Resources, order_id: uuid.UUID, kinguin_order: Order) -> None:
+    """Re-defer this order's job with backoff, or fail it after too many polls."""
+    settings = res.settings
+    async with res.pool.connection() as conn, conn.transaction():
+        await set_actor(conn, "worker")
+        await repository.update_kinguin_status(conn, order_id, kinguin_order.status)
+        polls = await repository.bump_polls(conn, order_id)
+        if polls > settings.kinguin_max_polls:
+            await repository.mark_failed(
+                conn, order_id, f"keys not delivered after {polls - 1} polls of Kinguin"
+            )
+            log.warning("fulfillment.failed", reason="poll limit")
+            return
+        delay = min(settings.kinguin_poll_interval * 2 ** (polls - 1), MAX_POLL_DELAY)
+        try:
+            # One scheduled poll per order at most: a job started by a webhook that finds
+            # keys still missing must not start a second chain of polls.
+            async with conn.transaction():
+                await defer_fulfillment(conn, order_id, delay=delay, poll=True)
+        except procrastinate.exceptions.AlreadyEnqueued:
+            log.info("fulfillment.poll_already_scheduled")
+            return
+    log.info("fulfillment.waiting_for_keys", polls=polls, next_in=delay)
+
+
+async def fail(
+    res: Resources, order_id: uuid.UUID, reason: str, *, kinguin_status: str | None = None
+) -> None:
+    """End the order's fulfillment in `failed` with a reason an admin can read."""
+    async with res.pool.connection() as conn, conn.transaction():
+        await set_actor(conn, "worker", reason)
+        if kinguin_status is not None:
+            await repository.update_kinguin_status(conn, order_id, kinguin_status)
+        await repository.mark_failed(conn, order_id, reason)
+    log.warning("fulfillment.failed", reason=reason)
+
+
+async def retry_failed(conn: Conn, order_id: uuid.UUID) -> tuple[bool, str | None]:
+    """Move a paid order's failed fulfillment back to `pending`, restart its Kinguin polling
+    and queue `fulfill_order`: (whether it moved, the Kinguin order id if one exists).
+    The caller holds the order's row lock and owns the transaction."""
+    if not await repository.requeue_failed(conn, order_id):
+        return False, None
+    # The job also resets polls when it starts; doing it here makes the retry visible at once.
+    kinguin_order_id = await repository.reset_kinguin_polls(conn, order_id)
+    await defer_fulfillment(conn, order_id)
+    return True, kinguin_order_id
+
+
+async def requeue_stuck_orders(conn: Conn, minutes: int) -> int:
+    """Queue `fulfill_order` again for paid orders stuck `minutes` with no job; how many."""
+    stuck = await repository.stuck_paid_orders(conn, minutes, BATCH)
+    for order_id in stuck:
+        await defer_fulfillment(conn, order_id)
+    if stuck:
+        log.warning("reconcile.orders_requeued", count=len(stuck))
+    return len(stuck)
+
+
+async def expire_keys(res: Resources) -> int:
+    """Mark keys past their retention expired, then delete their ciphertexts; how many
+    objects were deleted. The delete comes first: a crash is retried by the next run."""
+    async with res.pool.connection() as conn, conn.transaction():
+        await repository.expire_keys(conn)
+    deleted = 0
+    while True:
+        async with res.pool.connection() as conn:
+            rows = await repository.expired_objects(conn, BATCH)
+        if not rows:
+            return deleted
+        for row_id, object_key in rows:
+            await res.storage.delete(object_key)
+            async with res.pool.connection() as conn:
+                await repository.mark_deleted(conn, row_id)
+            deleted += 1
+        log.info("keys.expired_deleted", count=len(rows))

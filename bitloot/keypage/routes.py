@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from bitloot.api.app import SETTINGS
 from bitloot.config import Settings
+from bitloot.web.app import SETTINGS
 
 routes = web.RouteTableDef()
 

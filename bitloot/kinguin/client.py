@@ -28,7 +28,7 @@ import aiohttp
 import structlog
 from pydantic import BaseModel, ValidationError
 
-from bitloot.httpsession import SessionClient
+from bitloot.httpclient import SessionClient
 from bitloot.kinguin.errors import (
     ConstraintViolationError,
     KinguinConnectionError,
@@ -63,6 +63,10 @@ OnCall = Callable[[str, float, str], None]
 error's `outcome` label (`timeout`, `connection_error`, `rate_limited`, ...)."""
 
 Sleep = Callable[[float], Awaitable[None]]
+
+RecoverHook = Callable[[KinguinError], Awaitable[Order | None]]
+"""Called by `place_order` after an ambiguous failure, before any re-send: the order that
+already exists for the external id, or None (`bitloot.fulfillment.purchase`)."""
 
 KEYS_PAGE_LIMIT = 100  # the documented maximum page size
 MAX_KEY_PAGES = 200  # far beyond 10 products x 1000 wholesale units / 100 per page
@@ -123,7 +127,11 @@ class KinguinClient(SessionClient):
     # --- the API ----------------------------------------------------------------------
 
     async def place_order(
-        self, products: list[OrderProductRequest], order_external_id: str
+        self,
+        products: list[OrderProductRequest],
+        order_external_id: str,
+        *,
+        recover: RecoverHook | None = None,
     ) -> Order:
         """Place an order (`POST /v2/order`, 201), never twice for one external id.
 
@@ -137,18 +145,23 @@ class KinguinClient(SessionClient):
         except ValidationError as exc:
             raise ConstraintViolationError("ConstraintViolation", None, _summarise(exc)) from None
         call = _Call("place_order", "POST", "/v2/order", body=dump_json(request.to_wire()))
+
+        async def default_recover(exc: KinguinError) -> Order | None:
+            return await self._recover_order(order_external_id, exc)
+
+        recover = recover or default_recover
         attempt = 1
         while True:
             try:
                 order = _parse(Order, await self._send(call))
             except (ConstraintViolationError, OrderFailedError) as exc:
-                existing = await self._recover_order(order_external_id, exc)
+                existing = await recover(exc)
                 if existing is None:
                     raise
                 return existing
             except KinguinRetryableError as exc:
                 if _may_have_reached_kinguin(exc):
-                    existing = await self._recover_order(order_external_id, exc)
+                    existing = await recover(exc)
                     if existing is not None:
                         return existing
                 if attempt >= self._max_attempts:

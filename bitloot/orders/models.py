@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
 
 PRODUCT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 ProductId = Annotated[str, StringConstraints(pattern=PRODUCT_ID_PATTERN)]
@@ -67,3 +67,44 @@ class OrderOut(BaseModel):
     fulfilledAt: datetime | None
     createdAt: datetime
     updatedAt: datetime
+
+
+class OrderPageOut(BaseModel):
+    """`GET /orders` response: one page, and the cursor of the next (None on the last)."""
+
+    items: list[OrderOut]
+    nextCursor: str | None
+
+
+Money = Annotated[Decimal, Field(gt=0, max_digits=12, decimal_places=2)]
+
+
+class ProductInput(BaseModel):
+    """A catalog row as an operator gives it (`bitloot products add`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    product_id: Annotated[str, StringConstraints(pattern=PRODUCT_ID_PATTERN)]
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+    price: Money
+    currency: Annotated[str, StringConstraints(to_lower=True, pattern=r"^[a-z]{3}$")]
+    max_cost: Money
+    text_only: bool = True
+    active: bool = True
+
+    @field_validator("currency", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+
+class Product(BaseModel):
+    """A catalog row as stored."""
+
+    product_id: str
+    name: str
+    price: Decimal
+    currency: str
+    max_cost: Decimal
+    text_only: bool
+    active: bool

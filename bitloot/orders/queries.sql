@@ -48,12 +48,20 @@ SELECT o.id, o.user_id, o.email, o.currency, o.total_amount, o.status, o.fulfill
                   WHERE i.order_id = o.id), '[]'::json) AS items
   FROM orders o
  WHERE o.id = %(order_id)s
-   -- Ownership is decided here: an admin, the signed-in owner, or a token for this order.
-   AND (%(is_admin)s OR o.user_id = %(user_id)s OR o.id = %(token_order_id)s);
+   AND bitloot_order_visible(o.id, o.user_id, %(is_admin)s, %(user_id)s, %(token_order_id)s);
 
 -- name: lock_order
 SELECT id, currency, total_amount, status, fulfillment_status
   FROM orders WHERE id = %(order_id)s FOR UPDATE;
+
+-- name: expire_abandoned_orders
+-- Orders whose invoice was never created (a day) or never paid (NOWPayments' 7 days + 1).
+UPDATE orders o
+   SET status = 'expired', status_reason = 'no payment arrived in time'
+ WHERE (o.status = 'created' AND o.created_at < now() - interval '1 day')
+    OR (o.status = 'waiting' AND o.created_at < now() - interval '8 days'
+        AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.order_id = o.id))
+RETURNING o.id;
 
 -- name: move_order_status
 UPDATE orders SET status = %(to_status)s, status_reason = %(reason)s

@@ -1,4 +1,14 @@
-"""Order creation and lookup. Functions take the caller's connection and never commit."""
+"""The orders domain: creating an order (priced on the server, idempotent, invoiced), reading
+it for whoever may see it, and the one way any domain moves an order's status.
+
+Creating an order is two steps, because the invoice is an outbound call that must not hold
+a transaction open: (1) one transaction inserts the order in `created` (or finds the order
+its Idempotency-Key made); (2) outside it, NOWPayments is asked for the invoice, and a
+second transaction records it and moves `created -> waiting`. A crash or a provider error
+between the two leaves the order `created` with the error noted; replaying the request with
+the same Idempotency-Key resumes at step 2, and a concurrent replay that recorded its
+invoice first wins (the order is bound to that invoice).
+"""
 
 from __future__ import annotations
 
@@ -8,14 +18,30 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
+import structlog
 
 from bitloot.auth.tokens import Principal
-from bitloot.db.queries import QuerySet
-from bitloot.orders.catalog import Product, products_by_ids
-from bitloot.orders.models import CreateOrderIn, OrderItemOut, OrderOut
+from bitloot.db.connect import set_actor
+from bitloot.nowpayments.client import NowPaymentsError
+from bitloot.orders import repository
+from bitloot.orders.models import (
+    CreatedOrderOut,
+    CreateOrderIn,
+    OrderItemOut,
+    OrderOut,
+    OrderPageOut,
+    Product,
+    ProductInput,
+)
+from bitloot.resources import Resources
+from bitloot.web.cursor import InvalidCursor, Position, decode_cursor, encode_cursor
 
-Q = QuerySet("bitloot.orders")
+log = structlog.get_logger(__name__)
+Conn = psycopg.AsyncConnection[Any]
+
+DEFAULT_PAGE = 20
+MAX_PAGE = 100
+_FIRST_PAGE = ("infinity", uuid.UUID(int=(1 << 128) - 1))
 
 
 class OrderRejected(Exception):
@@ -24,6 +50,59 @@ class OrderRejected(Exception):
     def __init__(self, problems: list[dict[str, Any]]) -> None:
         super().__init__(f"{len(problems)} problem(s) with the order")
         self.problems = problems
+
+
+class IdempotencyKeyReused(Exception):
+    """The Idempotency-Key already made a different order."""
+
+
+class InvoiceFailed(Exception):
+    """NOWPayments did not create the invoice; the order stays `created` with the error
+    noted, and a replay with the same Idempotency-Key retries the invoice."""
+
+    def __init__(self, order_id: uuid.UUID, retry_after: float) -> None:
+        super().__init__(f"no invoice for order {order_id}")
+        self.order_id = order_id
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class Access:
+    """Who asks: the ownership test (`bitloot_order_visible` in SQL) is part of every
+    customer query, not a check after it."""
+
+    is_admin: bool = False
+    user_id: str | None = None
+    token_order_id: uuid.UUID | None = None
+
+    @classmethod
+    def of(cls, principal: Principal) -> Access:
+        """The access a verified principal has."""
+        if principal.kind == "admin":
+            return cls(is_admin=True, user_id=principal.subject)
+        if principal.kind == "order_token":
+            return cls(token_order_id=principal.order_id)
+        return cls(user_id=principal.subject)
+
+    def sql_params(self) -> dict[str, Any]:
+        """The parameters of `bitloot_order_visible` in the customer queries."""
+        return {
+            "is_admin": self.is_admin,
+            "user_id": self.user_id,
+            "token_order_id": self.token_order_id,
+        }
+
+
+ADMIN = Access(is_admin=True)
+
+
+@dataclass(frozen=True)
+class StoredOrder:
+    """An order as read back, with who owns it."""
+
+    view: OrderOut
+    user_id: str | None
+    invoice_error: str | None
 
 
 @dataclass(frozen=True)
@@ -50,7 +129,48 @@ class PricedOrder:
         return sum((line.amount for line in self.lines), Decimal("0"))
 
 
-async def price_order(conn: psycopg.AsyncConnection[Any], body: CreateOrderIn) -> PricedOrder:
+@dataclass(frozen=True)
+class PayableOrder:
+    """What a payment is checked against, read under the order's row lock."""
+
+    currency: str
+    total: Decimal
+    status: str
+
+
+# --- creating an order ----------------------------------------------------------------------
+
+
+async def create_order(
+    res: Resources, body: CreateOrderIn, *, user_id: str | None, idempotency_key: str | None
+) -> tuple[CreatedOrderOut, bool]:
+    """Create (or, for a used Idempotency-Key, resume) the order and its invoice; the answer
+    and whether the order is new. `OrderRejected`, `IdempotencyKeyReused`, `InvoiceFailed`."""
+    async with res.pool.connection() as conn, conn.transaction():
+        await set_actor(conn, f"user:{user_id}" if user_id else "guest")
+        priced = await price_order(conn, body)
+        order_id, created = await _insert_or_find(conn, priced, body, user_id, idempotency_key)
+        stored = await get_order(conn, order_id, ADMIN)
+    assert stored is not None
+    if not created and not _same_order(stored, body, user_id):
+        raise IdempotencyKeyReused(str(order_id))
+    view = stored.view
+    invoice_url = view.invoiceUrl
+    if view.status == "created":
+        invoice_url = await _open_invoice(res, order_id, view.totalAmount, view.currency)
+    answer = CreatedOrderOut(
+        id=order_id,
+        status="waiting" if view.status == "created" else view.status,
+        totalAmount=view.totalAmount,
+        currency=view.currency,
+        invoiceUrl=invoice_url,
+        accessToken=res.tokens.mint_order_token(order_id),
+    )
+    log.info("order.created" if created else "order.replayed", order_id=str(order_id))
+    return answer, created
+
+
+async def price_order(conn: Conn, body: CreateOrderIn) -> PricedOrder:
     """Price the order from `products`; every problem at once in `OrderRejected`."""
     catalog, problems = await _check_products(
         conn, [(index, item.productId) for index, item in enumerate(body.items)]
@@ -61,9 +181,7 @@ async def price_order(conn: psycopg.AsyncConnection[Any], body: CreateOrderIn) -
     return PricedOrder(lines=lines, currency=lines[0].product.currency)
 
 
-async def product_problems(
-    conn: psycopg.AsyncConnection[Any], named: list[tuple[int, str]]
-) -> list[dict[str, Any]]:
+async def product_problems(conn: Conn, named: list[tuple[int, str]]) -> list[dict[str, Any]]:
     """The catalog problems of `(item index, productId)` pairs, for a body that failed
     validation elsewhere: the client then learns every problem in one answer."""
     _, problems = await _check_products(conn, named)
@@ -71,9 +189,9 @@ async def product_problems(
 
 
 async def _check_products(
-    conn: psycopg.AsyncConnection[Any], named: list[tuple[int, str]]
+    conn: Conn, named: list[tuple[int, str]]
 ) -> tuple[dict[str, Product], list[dict[str, Any]]]:
-    catalog = await products_by_ids(conn, [product_id for _, product_id in named])
+    catalog = await repository.products_by_ids(conn, [product_id for _, product_id in named])
     problems: list[dict[str, Any]] = []
     seen: set[str] = set()
     currencies: set[str] = set()
@@ -95,115 +213,119 @@ async def _check_products(
     return catalog, problems
 
 
-async def insert_order(
-    conn: psycopg.AsyncConnection[Any],
-    *,
+async def _insert_or_find(
+    conn: Conn,
     priced: PricedOrder,
-    email: str,
+    body: CreateOrderIn,
     user_id: str | None,
     idempotency_key: str | None,
 ) -> tuple[uuid.UUID, bool]:
-    """Insert the order and its lines in `created`; (id, False) if the key was already used."""
-    cur = await conn.execute(
-        Q["insert_order"],
-        {
-            "user_id": user_id,
-            "email": email,
-            "currency": priced.currency,
-            "total_amount": priced.total,
-            "idempotency_key": idempotency_key,
-        },
+    order_id = await repository.insert_order(
+        conn,
+        user_id=user_id,
+        email=str(body.email),
+        currency=priced.currency,
+        total=priced.total,
+        idempotency_key=idempotency_key,
     )
-    row = await cur.fetchone()
-    if row is None:  # the same Idempotency-Key was used before: that order is the answer
-        cur = await conn.execute(Q["order_by_idempotency_key"], {"key": idempotency_key})
-        existing = await cur.fetchone()
+    if order_id is None:  # the same Idempotency-Key was used before: that order is the answer
+        assert idempotency_key is not None
+        existing = await repository.order_by_idempotency_key(conn, idempotency_key)
         assert existing is not None
-        return existing[0], False
-    order_id: uuid.UUID = row[0]
-    async with conn.cursor() as items:
-        await items.executemany(
-            Q["insert_order_item"],
-            [
-                {
-                    "order_id": order_id,
-                    "product_id": line.product.product_id,
-                    "qty": line.qty,
-                    "unit_price": line.product.price,
-                    "max_cost": line.product.max_cost,
-                }
-                for line in priced.lines
-            ],
-        )
+        return existing, False
+    await repository.insert_order_items(
+        conn,
+        order_id,
+        [
+            {
+                "product_id": line.product.product_id,
+                "qty": line.qty,
+                "unit_price": line.product.price,
+                "max_cost": line.product.max_cost,
+            }
+            for line in priced.lines
+        ],
+    )
     return order_id, True
 
 
-async def record_invoice(
-    conn: psycopg.AsyncConnection[Any], order_id: uuid.UUID, invoice_id: str, invoice_url: str
-) -> bool:
-    """Attach the NOWPayments invoice and move `created -> waiting`; False if not `created`."""
-    cur = await conn.execute(
-        Q["record_invoice"],
-        {"order_id": order_id, "invoice_id": invoice_id, "invoice_url": invoice_url},
-    )
-    return await cur.fetchone() is not None
+def _same_order(stored: StoredOrder, body: CreateOrderIn, user_id: str | None) -> bool:
+    """Whether a replayed `POST /orders` asks for the order its Idempotency-Key made."""
+    asked = sorted((item.productId, item.qty) for item in body.items)
+    made = sorted((item.productId, item.qty) for item in stored.view.items)
+    return (stored.view.email, stored.user_id, made) == (str(body.email), user_id, asked)
 
 
-async def record_invoice_error(
-    conn: psycopg.AsyncConnection[Any], order_id: uuid.UUID, error: str
-) -> None:
-    """Note why the invoice could not be created; the order stays `created`."""
-    await conn.execute(Q["record_invoice_error"], {"order_id": order_id, "error": error})
+async def _open_invoice(res: Resources, order_id: uuid.UUID, total: Decimal, currency: str) -> str:
+    """Ask NOWPayments for the invoice (outside any transaction) and record the answer."""
+    public = res.settings.public_url
+    try:
+        invoice = await res.nowpayments_client.create_invoice(
+            price_amount=total,
+            price_currency=currency,
+            order_id=str(order_id),
+            order_description=f"BitLoot order {order_id}",
+            ipn_callback_url=f"{public}/webhooks/nowpayments",
+            # No token here: this URL is shown to NOWPayments; the key page asks for the link.
+            success_url=f"{public}/orders/{order_id}/key",
+        )
+    except NowPaymentsError as exc:
+        async with res.pool.connection() as conn, conn.transaction():
+            await repository.record_invoice_error(
+                conn, order_id, f"NOWPayments {exc.code or exc.status or 'error'}"
+            )
+        log.warning("order.invoice_failed", order_id=str(order_id), code=exc.code)
+        raise InvoiceFailed(order_id, exc.retry_after or 5) from None
+    async with res.pool.connection() as conn, conn.transaction():
+        await set_actor(conn, "api", "invoice created")
+        if not await repository.record_invoice(conn, order_id, invoice.id, invoice.invoice_url):
+            # A concurrent replay of the same Idempotency-Key recorded its invoice first:
+            # answer with that one, the invoice the order is bound to (ours stays unused).
+            stored = await get_order(conn, order_id, ADMIN)
+            if stored is not None and stored.view.invoiceUrl:
+                log.warning("order.invoice_superseded", order_id=str(order_id))
+                return stored.view.invoiceUrl
+    return invoice.invoice_url
 
 
-@dataclass(frozen=True)
-class StoredOrder:
-    """An order as read back, with who owns it (for access checks)."""
-
-    view: OrderOut
-    user_id: str | None
-    invoice_error: str | None
+# --- reading orders -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Access:
-    """Who asks: the ownership test is part of the query, not a check after it."""
-
-    is_admin: bool = False
-    user_id: str | None = None
-    token_order_id: uuid.UUID | None = None
-
-    @classmethod
-    def of(cls, principal: Principal) -> Access:
-        """The access a verified principal has."""
-        if principal.kind == "admin":
-            return cls(is_admin=True, user_id=principal.subject)
-        if principal.kind == "order_token":
-            return cls(token_order_id=principal.order_id)
-        return cls(user_id=principal.subject)
-
-
-async def get_order(
-    conn: psycopg.AsyncConnection[Any], order_id: uuid.UUID, access: Access
-) -> StoredOrder | None:
+async def get_order(conn: Conn, order_id: uuid.UUID, access: Access) -> StoredOrder | None:
     """The order with its lines, or None when it does not exist or `access` may not see it."""
-    params = {
-        "order_id": order_id,
-        "is_admin": access.is_admin,
-        "user_id": access.user_id,
-        "token_order_id": access.token_order_id,
-    }
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(Q["get_order"], params)
-        row = await cur.fetchone()
+    row = await repository.visible_order(conn, order_id, access.sql_params())
     if row is None:
         return None
-    view = order_out(row)
-    return StoredOrder(view=view, user_id=row["user_id"], invoice_error=row["invoice_error"])
+    return StoredOrder(
+        view=order_out(row), user_id=row["user_id"], invoice_error=row["invoice_error"]
+    )
+
+
+async def list_user_orders(
+    conn: Conn, user_id: str, *, cursor: str | None, limit: int
+) -> OrderPageOut:
+    """One page of the user's orders, newest first, after `cursor`. `InvalidCursor` for a
+    cursor that is not one of this list's (an order id must be a UUID)."""
+    after: tuple[Any, Any] = _FIRST_PAGE
+    if cursor:
+        position = decode_cursor(cursor)
+        try:
+            after = (position.created_at, uuid.UUID(position.id))
+        except ValueError:
+            raise InvalidCursor("not a cursor from this list") from None
+    # One more than asked says whether a next page exists.
+    rows = await repository.user_orders_page(conn, user_id, after, limit + 1)
+    page = rows[:limit]
+    next_cursor = (
+        encode_cursor(Position(page[-1]["created_at"], str(page[-1]["id"])))
+        if len(rows) > limit
+        else None
+    )
+    return OrderPageOut(items=[order_out(row) for row in page], nextCursor=next_cursor)
 
 
 def order_out(row: dict[str, Any]) -> OrderOut:
-    """The API view of an order row read by `get_order` or the order list."""
+    """The API view of an order row."""
     return OrderOut(
         id=row["id"],
         email=row["email"],
@@ -219,3 +341,54 @@ def order_out(row: dict[str, Any]) -> OrderOut:
         createdAt=row["created_at"],
         updatedAt=row["updated_at"],
     )
+
+
+# --- moving an order (for the other domains) ------------------------------------------------
+
+
+async def lock_for_payment(conn: Conn, order_id: uuid.UUID) -> PayableOrder | None:
+    """The order under `FOR UPDATE` (payments for one order apply one at a time)."""
+    row = await repository.lock_order(conn, order_id)
+    if row is None:
+        return None
+    _, currency, total, status, _ = row
+    return PayableOrder(currency=currency, total=total, status=status)
+
+
+async def move_status(
+    conn: Conn,
+    order_id: uuid.UUID,
+    target: str,
+    *,
+    from_statuses: list[str],
+    reason: str | None,
+    current: str | None = None,
+) -> bool:
+    """Move the order to `target` if it is in one of `from_statuses`; False if it was not.
+
+    The database's state machine decides what is legal. An order still `created` (its
+    invoice answer was lost) first moves to `waiting`, the only way out of `created`;
+    `current`, when the caller read it under the row lock, saves that step otherwise.
+    """
+    hop = current == "created" if current is not None else "created" in from_statuses
+    if hop and target != "waiting":
+        await repository.move_order_status(conn, order_id, ["created"], "waiting", None)
+    return await repository.move_order_status(conn, order_id, from_statuses, target, reason)
+
+
+async def expire_abandoned(conn: Conn) -> int:
+    """Expire orders never invoiced (a day) or never paid (8 days); how many."""
+    return await repository.expire_abandoned_orders(conn)
+
+
+# --- the catalog ----------------------------------------------------------------------------
+
+
+async def add_product(conn: Conn, product: ProductInput) -> Product:
+    """Add a catalog row, or update the one with this product id."""
+    return await repository.upsert_product(conn, product)
+
+
+async def list_products(conn: Conn) -> list[Product]:
+    """Every catalog row, active or not."""
+    return await repository.list_products(conn)

@@ -1,16 +1,3 @@
--- name: insert_webhook_event
-INSERT INTO webhook_events (provider, dedup_key, event_type, external_id, order_id, raw_body,
-                            signature_variant)
-VALUES (%(provider)s, %(dedup_key)s, %(event_type)s, %(external_id)s, %(order_id)s,
-        %(raw_body)s, %(signature_variant)s)
-ON CONFLICT (provider, dedup_key) DO NOTHING
-RETURNING id;
-
--- name: finish_webhook_event
-UPDATE webhook_events
-   SET processed_at = now(), outcome = %(outcome)s, needs_attention = %(needs_attention)s
- WHERE id = %(id)s;
-
 -- name: upsert_payment
 -- A payment only moves to a higher-ranked status, so a replayed or late IPN changes nothing;
 -- the RETURNING row tells the caller whether this IPN moved it.
@@ -42,3 +29,15 @@ RETURNING payment_id;
 
 -- name: payment_order
 SELECT order_id FROM payments WHERE payment_id = %(payment_id)s;
+
+-- name: stale_payments
+-- Payments not final and not heard of for a while: the reconciler asks NOWPayments.
+SELECT payment_id
+  FROM payments
+ WHERE status IN ('waiting', 'confirming', 'confirmed', 'sending')
+   AND updated_at < now() - make_interval(mins => %(minutes)s)
+ ORDER BY updated_at
+ LIMIT %(limit)s;
+
+-- name: touch_payment
+UPDATE payments SET updated_at = now() WHERE payment_id = %(payment_id)s;

@@ -12,16 +12,15 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from bitloot.api.context import context
-from bitloot.api.errors import BadRequest, Unauthorized
-from bitloot.api.ratelimit import limit_failed_signature
 from bitloot.config import secret_values
 from bitloot.db.connect import set_actor
-from bitloot.fulfillment.tasks import defer_fulfillment
 from bitloot.metrics import IPN_OUTCOMES
-from bitloot.payments.ipn import apply_ipn
-from bitloot.payments.models import Ipn
-from bitloot.payments.signature import MalformedIpn, parse_ipn_json, verify_parsed_ipn_signature
+from bitloot.nowpayments.models import Ipn
+from bitloot.nowpayments.signature import MalformedIpn, parse_ipn_json, verify_parsed_ipn_signature
+from bitloot.payments.service import PaymentPolicy, apply_ipn
+from bitloot.web.context import resources
+from bitloot.web.errors import BadRequest, Unauthorized
+from bitloot.web.ratelimit import limit_failed_signature
 
 routes = web.RouteTableDef()
 log = structlog.get_logger(__name__)
@@ -30,7 +29,7 @@ log = structlog.get_logger(__name__)
 @routes.post("/webhooks/nowpayments")
 async def nowpayments_ipn(request: web.Request) -> web.Response:
     """Accept a NOWPayments IPN: 200 accepted or duplicate, 401 unsigned, 400 malformed."""
-    ctx = context(request)
+    ctx = resources(request)
     raw = await request.read()
     secrets = secret_values(ctx.settings.nowpayments_ipn_secret)
     signature = request.headers.get("x-nowpayments-sig")
@@ -62,8 +61,7 @@ async def nowpayments_ipn(request: web.Request) -> web.Response:
             ipn,
             raw_body=raw.decode("utf-8"),
             signature_variant=variant,
-            policy=ctx.policy,
-            enqueue_fulfillment=defer_fulfillment,
+            policy=PaymentPolicy.of(ctx.settings),
         )
     IPN_OUTCOMES.labels(outcome="duplicate" if result.duplicate else "accepted").inc()
     log.info(

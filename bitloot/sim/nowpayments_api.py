@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 
 from aiohttp import web
 
-from bitloot.payments.signature import dump_json
+from bitloot.nowpayments.signature import dump_json
 from bitloot.sim.nowpayments_state import (
     SIM_STATE,
     SimInvoice,

@@ -14,8 +14,8 @@ from typing import Any, get_args
 import aiohttp
 import structlog
 
-from bitloot.payments.models import PaymentStatusValue
-from bitloot.payments.signature import dump_json, sign_ipn
+from bitloot.nowpayments.models import PaymentStatusValue
+from bitloot.nowpayments.signature import dump_json, sign_ipn
 from bitloot.sim.nowpayments_state import (
     TINY_PAY_AMOUNT,
     DeliveryAttempt,

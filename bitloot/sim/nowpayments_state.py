@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from bitloot.payments.signature import RawNumber
+from bitloot.nowpayments.signature import RawNumber
 
 # (inferred) Fake exchange rates: units of pay currency per one unit of fiat.
 _RATES: dict[str, Decimal] = {

@@ -9,14 +9,17 @@ is simply run again: rows already done carry the active id and are not selected 
 
 from __future__ import annotations
 
+import sys
 import uuid
 from collections.abc import Callable
 
+import psycopg
 import structlog
 from psycopg.pq import TransactionStatus
+from tqdm import tqdm
 
 from bitloot.vault import repository
-from bitloot.vault.canary import ensure_active_canary, verify_canaries
+from bitloot.vault.canary import check_master_keys, ensure_active_canary, verify_canaries
 from bitloot.vault.crypto import MasterKeyRing, VaultError, rewrap
 from bitloot.vault.repository import Conn
 
@@ -114,3 +117,31 @@ async def rotate_canaries(conn: Conn, ring: MasterKeyRing) -> list[str]:
     if retirable:
         log.info("vault.master_keys_retirable", ids=retirable)
     return retirable
+
+
+async def run_rotate(conninfo: str, ring: MasterKeyRing, batch_size: int = 1000) -> int:
+    """Check the keys, re-wrap every data key under the active one with a progress bar on
+    stderr, then settle the canaries; return how many data keys were re-wrapped.
+    """
+    async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+        # First, so a mistyped new key is caught before it wraps anything, and so the
+        # new key's canary exists before the first row depends on it.
+        await check_master_keys(conn, ring)
+        total = await repository.count_to_rewrap(conn, ring.active_id)
+        with tqdm(
+            total=total, file=sys.stderr, unit="key", desc=f"re-wrap under {ring.active_id}"
+        ) as bar:
+
+            def progress(done: int, seen_total: int) -> None:
+                bar.total = seen_total
+                bar.update(done - bar.n)
+
+            rewrapped = await rotate_data_keys(conn, ring, batch_size=batch_size, progress=progress)
+        retirable = await rotate_canaries(conn, ring)
+    log.info(
+        "vault.keys_rotated",
+        active=ring.active_id,
+        rewrapped=rewrapped,
+        retirable=retirable,
+    )
+    return rewrapped

@@ -11,9 +11,9 @@ from typing import Any
 import aiohttp
 import psycopg
 
-from bitloot.api.context import CONTEXT
 from bitloot.auth.tokens import mint_user_token
 from bitloot.config import Settings
+from bitloot.web.context import RESOURCES
 
 Conn = psycopg.AsyncConnection[Any]
 
@@ -38,7 +38,7 @@ class Tokens:
         return self._bearer(token)
 
     def order(self, order_id: uuid.UUID) -> dict[str, str]:
-        return self._bearer(self._api.app[CONTEXT].verifier.mint_order_token(order_id))
+        return self._bearer(self._api.app[RESOURCES].tokens.mint_order_token(order_id))
 
     @staticmethod
     def _bearer(token: str) -> dict[str, str]:

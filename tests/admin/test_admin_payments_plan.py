@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from admin_support import Conn
 
-from bitloot.admin.cursor import Position, encode_cursor
 from bitloot.admin.models import PaymentListQuery
-from bitloot.admin.service import payments_page_query
+from bitloot.admin.repository import payments_page_query
+from bitloot.web.cursor import Position, encode_cursor
 
 PAYMENTS = 20_000
 ORDERS = 2_000

@@ -8,11 +8,9 @@ import json
 import logging
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -22,14 +20,16 @@ import pytest
 import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from waiting import wait_until_sync
 
 from bitloot import metrics
-from bitloot.api.app import SETTINGS, create_app
-from bitloot.api.errors import PROBLEM_BASE, Conflict, TooManyRequests, UnprocessableEntity
-from bitloot.auth.http import authenticate, require_admin
 from bitloot.auth.tokens import TokenVerifier, mint_user_token
 from bitloot.config import Settings, environ_without_bitloot
 from bitloot.logs import configure_logging
+from bitloot.processes import free_port
+from bitloot.web.app import SETTINGS, create_app
+from bitloot.web.auth import authenticate, require_admin
+from bitloot.web.errors import PROBLEM_BASE, Conflict, TooManyRequests, UnprocessableEntity
 
 SECRET = "s" * 40
 MAX_BODY = 1024
@@ -306,30 +306,35 @@ async def test_customer_on_admin_route_is_403(client: TestClient[Any, Any]) -> N
 SERVE_SCRIPT = """
 import asyncio, sys
 from aiohttp import web
-from bitloot.api.app import create_app, run_app
+from bitloot.web.app import create_app, run_app
 from bitloot.config import Settings, environ_without_bitloot
 from bitloot.logs import configure_logging
 
 configure_logging("json")
 routes = web.RouteTableDef()
+shutting_down = asyncio.Event()
 
 @routes.get("/slow")
 async def slow(request):
-    await asyncio.sleep(1.0)
+    open("in-handler", "w").close()  # the test sends SIGTERM once this exists
+    # Still in flight when the shutdown begins (or a 500 after 10 s).
+    await asyncio.wait_for(shutting_down.wait(), 10)
     return web.json_response({"done": True})
+
+async def shutdown(app):
+    shutting_down.set()
 
 async def cleanup(app):
     print("cleanup-ran", flush=True)
 
 app = create_app(settings=Settings(_env_file=None), route_tables=[routes], on_cleanup=[cleanup])
+app.on_shutdown.append(shutdown)
 run_app(app, "127.0.0.1", int(sys.argv[1]), shutdown_timeout=5)
 """
 
 
 def test_run_app_drains_in_flight_requests_on_sigterm(tmp_path: Path) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-c", SERVE_SCRIPT, str(port)],
         cwd=tmp_path,
@@ -353,7 +358,7 @@ def test_run_app_drains_in_flight_requests_on_sigterm(tmp_path: Path) -> None:
 
         caller = threading.Thread(target=call)
         caller.start()
-        time.sleep(0.3)  # the request is in the handler now
+        wait_until_sync((tmp_path / "in-handler").exists, 10, "the request reaches the handler")
         proc.send_signal(signal.SIGTERM)
         caller.join(timeout=10)
         stdout, stderr = proc.communicate(timeout=15)

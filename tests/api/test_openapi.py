@@ -16,9 +16,9 @@ from openapi_spec_validator import validate
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from bitloot.api.context import CONTEXT
-from bitloot.api.openapi import openapi_document
 from bitloot.auth.tokens import mint_user_token
+from bitloot.openapi import openapi_document
+from bitloot.web.context import RESOURCES
 
 PRODUCT = "5c9b5f6b2539a4e8f172916a"
 DOC_URI = "urn:bitloot:openapi"
@@ -148,9 +148,9 @@ async def test_the_document_names_exactly_the_served_routes(
 
 
 async def test_metrics_are_documented_when_they_are_served(make_settings: Any) -> None:
-    from bitloot.api.app import create_app
-    from bitloot.api.openapi import build_document
-    from bitloot.api.server import route_tables
+    from bitloot.openapi import build_document
+    from bitloot.server import route_tables
+    from bitloot.web.app import create_app
 
     settings = make_settings(metrics_public=True)
     app = create_app(settings=settings, route_tables=route_tables(settings))
@@ -186,7 +186,7 @@ async def test_live_answers_fit_their_documented_schemas(
 ) -> None:
     checker = Checker(await fetch_document(http, api))
     call = Client(http, api, checker).call
-    settings = api.app[CONTEXT].settings
+    settings = api.app[RESOURCES].settings
     customer = mint_user_token(settings, sub="user-1", email="ada@example.com")
     admin = mint_user_token(settings, sub="ops", admin=True)
 

@@ -40,11 +40,11 @@ from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from schemathesis import GenerationMode  # noqa: E402
 
-from bitloot.api.server import build_app  # noqa: E402
 from bitloot.auth.tokens import mint_user_token  # noqa: E402
 from bitloot.config import Settings  # noqa: E402
-from bitloot.payments.models import PAYMENT_STATUSES  # noqa: E402
-from bitloot.payments.signature import MalformedIpn, sign_ipn  # noqa: E402
+from bitloot.nowpayments.models import PAYMENT_STATUSES  # noqa: E402
+from bitloot.nowpayments.signature import MalformedIpn, sign_ipn  # noqa: E402
+from bitloot.server import build_app  # noqa: E402
 from bitloot.sim.app import SimConfig  # noqa: E402
 
 # Per operation and run; BITLOOT_FUZZ_EXAMPLES=500 for a longer soak.

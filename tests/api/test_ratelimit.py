@@ -15,14 +15,14 @@ from aiohttp.test_utils import make_mocked_request
 from harness import Served, serve_app
 from psycopg_pool import AsyncConnectionPool
 
-from bitloot.api import ratelimit
-from bitloot.api.context import CONTEXT
 from bitloot.auth.tokens import mint_user_token
 from bitloot.config import Settings
 from bitloot.db.connect import open_pool
-from bitloot.payments.signature import RawNumber, dump_json, sign_ipn
+from bitloot.nowpayments.signature import RawNumber, dump_json, sign_ipn
 from bitloot.sim.app import SimConfig
 from bitloot.sim.kinguin_catalog import TEXT_PRODUCT_ID
+from bitloot.web import ratelimit
+from bitloot.web.context import RESOURCES
 
 Conn = Any
 
@@ -138,7 +138,7 @@ async def start_api(
     started: list[Served] = []
 
     async def start(**overrides: object) -> Served:
-        from bitloot.api.server import build_app
+        from bitloot.server import build_app
 
         served = await serve_app(await build_app(make_settings(**overrides)), api_port)
         started.append(served)
@@ -167,7 +167,7 @@ async def get_status(http: aiohttp.ClientSession, url: str, token: str) -> tuple
 
 async def test_download_links_are_limited_per_principal(start_api: StartApi, conn: Conn) -> None:
     api = await start_api(rate_limit_download_per_minute=3)
-    verifier = api.app[CONTEXT].verifier
+    verifier = api.app[RESOURCES].tokens
     first, second = await make_order(conn), await make_order(conn)
     async with aiohttp.ClientSession() as http:
         one = [
@@ -191,7 +191,7 @@ async def test_download_links_are_limited_per_client_address(
     start_api: StartApi, conn: Conn
 ) -> None:
     api = await start_api(rate_limit_download_per_address_per_minute=2)
-    settings = api.app[CONTEXT].settings
+    settings = api.app[RESOURCES].settings
     async with aiohttp.ClientSession() as http:
         statuses = []
         for n in range(3):  # a new user each time: only the address is shared

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import socket
+import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -20,18 +20,20 @@ from psycopg_pool import AsyncConnectionPool
 
 from bitloot.config import Settings
 from bitloot.db.connect import open_pool
-from bitloot.delivery import outbox
-from bitloot.delivery.runtime import Runtime, set_runtime
+from bitloot.delivery import repository as outbox
+from bitloot.delivery.service import queue_delivery_email, queue_delivery_resend
 from bitloot.delivery.tasks import (
     MAX_SEND_ATTEMPTS,
     SEND_RETRY,
     deliver,
-    queue_delivery_email,
-    queue_delivery_resend,
     send_delivery_email,
 )
-from bitloot.delivery.transport import MailError, RetryableMailError, SmtpTransport
+from bitloot.mail import MailError, RetryableMailError, SmtpTransport
+from bitloot.processes import free_port
 from bitloot.queue import EMAIL_QUEUE, queue_app
+from bitloot.resources import Resources, install, token_verifier
+from bitloot.storage import storage_from_url
+from bitloot.vault.crypto import LOCAL_URL_PURPOSE, MasterKeyRing, generate_master_key
 
 Conn = psycopg.AsyncConnection[Any]
 
@@ -47,12 +49,6 @@ class Recorder:
         assert isinstance(parsed, EmailMessage)
         self.messages.append(parsed)
         return "250 OK"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -87,17 +83,21 @@ async def pool(db_url: str) -> AsyncIterator[AsyncConnectionPool]:
     await p.close()
 
 
-def mint(order_id: uuid.UUID) -> str:
-    return f"tok.{order_id.hex}.sig"
-
-
 @pytest.fixture
-def runtime(pool: AsyncConnectionPool, smtp: SmtpServer, tmp_path: Path) -> Runtime:
-    return Runtime(
+def runtime(pool: AsyncConnectionPool, smtp: SmtpServer, tmp_path: Path) -> Resources:
+    settings = Settings(data_dir=tmp_path, public_url="https://shop.example")
+    ring = MasterKeyRing.parse(generate_master_key("k1"))
+    return Resources(
         pool=pool,
-        settings=Settings(data_dir=tmp_path, public_url="https://shop.example"),
-        transport=SmtpTransport.from_url(f"smtp://127.0.0.1:{smtp.port}", timeout=5),
-        mint_order_token=mint,
+        settings=settings,
+        ring=ring,
+        storage=storage_from_url(
+            f"file://{tmp_path}/objects",
+            public_url=settings.public_url,
+            signing_key=ring.derived_key(LOCAL_URL_PURPOSE),
+        ),
+        tokens=token_verifier(settings, ring),
+        mail=SmtpTransport.from_url(f"smtp://127.0.0.1:{smtp.port}", timeout=5),
     )
 
 
@@ -195,7 +195,7 @@ async def test_product_names_for_the_email(conn: Conn) -> None:
 
 
 async def test_deliver_twice_sends_exactly_once(
-    conn: Conn, smtp: SmtpServer, runtime: Runtime
+    conn: Conn, smtp: SmtpServer, runtime: Resources
 ) -> None:
     order_id = await make_order(conn)
     outbox_id = await outbox.create_delivery_email(conn, order_id, "buyer@example.com")
@@ -208,8 +208,12 @@ async def test_deliver_twice_sends_exactly_once(
     assert msg["Subject"] == "Your BitLoot order is ready"
     text = msg.get_body(preferencelist=("plain",))
     assert text is not None
-    link = f"https://shop.example/orders/{order_id}/key#token={mint(order_id)}"
-    assert link in text.get_content()
+    link = re.search(
+        r"https://shop\.example/orders/([0-9a-f-]+)/key#token=(\S+)", text.get_content()
+    )
+    assert link is not None and link[1] == str(order_id)
+    # The link's token opens exactly this order.
+    assert runtime.tokens.verify(link[2]).order_id == order_id
     row = await outbox_row(conn, outbox_id)
     assert row["status"] == "sent"
     assert (
@@ -220,7 +224,7 @@ async def test_deliver_twice_sends_exactly_once(
 
 
 async def test_concurrent_jobs_for_one_row_send_once(
-    conn: Conn, smtp: SmtpServer, runtime: Runtime
+    conn: Conn, smtp: SmtpServer, runtime: Resources
 ) -> None:
     order_id = await make_order(conn)
     outbox_id = await outbox.create_delivery_email(conn, order_id, "buyer@example.com")
@@ -231,7 +235,7 @@ async def test_concurrent_jobs_for_one_row_send_once(
 
 
 async def test_smtp_down_then_up_retries_and_sends_once(
-    conn: Conn, smtp: SmtpServer, runtime: Runtime
+    conn: Conn, smtp: SmtpServer, runtime: Resources
 ) -> None:
     order_id = await make_order(conn)
     outbox_id = await outbox.create_delivery_email(conn, order_id, "buyer@example.com")
@@ -249,7 +253,7 @@ async def test_smtp_down_then_up_retries_and_sends_once(
 
 
 async def test_last_attempt_marks_the_row_failed(
-    conn: Conn, smtp: SmtpServer, runtime: Runtime
+    conn: Conn, smtp: SmtpServer, runtime: Resources
 ) -> None:
     order_id = await make_order(conn)
     outbox_id = await outbox.create_delivery_email(conn, order_id, "buyer@example.com")
@@ -264,7 +268,7 @@ async def test_last_attempt_marks_the_row_failed(
 
 
 async def test_permanent_rejection_fails_at_once(
-    conn: Conn, smtp: SmtpServer, runtime: Runtime
+    conn: Conn, smtp: SmtpServer, runtime: Resources
 ) -> None:
     class Refuser(Recorder):
         async def handle_RCPT(
@@ -285,16 +289,16 @@ async def test_permanent_rejection_fails_at_once(
 
 
 async def test_task_uses_the_installed_runtime(
-    conn: Conn, smtp: SmtpServer, runtime: Runtime
+    conn: Conn, smtp: SmtpServer, runtime: Resources
 ) -> None:
     order_id = await make_order(conn)
     outbox_id = await outbox.create_delivery_email(conn, order_id, "buyer@example.com")
     smtp.start()
-    set_runtime(runtime)
+    install(runtime)
     try:
         await send_delivery_email(outbox_id=outbox_id)
     finally:
-        set_runtime(None)
+        install(None)
     assert len(smtp.handler.messages) == 1
 
 

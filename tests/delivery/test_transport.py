@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import socket
 import ssl
 import stat
 import traceback
@@ -24,13 +23,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from bitloot.config import ConfigError, Settings
-from bitloot.delivery.transport import (
+from bitloot.mail import (
     MailDirTransport,
     MailError,
     RetryableMailError,
     SmtpTransport,
     transport_from_settings,
 )
+from bitloot.processes import free_port
 
 PASSWORD = "hunter2-Sup3r-s3cret"
 
@@ -48,12 +48,6 @@ class Recorder:
         self.messages.append(parsed)
         self.tls_sessions.append(session.ssl is not None)
         return "250 OK"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -9,16 +9,16 @@ import aiohttp
 import pytest
 from shop_support import Conn, Shop, seed_products
 
-from bitloot.api.context import CONTEXT
 from bitloot.kinguin.client import KinguinClient
-from bitloot.runtime import Runtime
+from bitloot.resources import Resources
 from bitloot.sim.app import SimConfig
+from bitloot.web.context import RESOURCES
 
 
 @pytest.fixture
 async def shop(api: Any, sim: Any, conn: Conn) -> AsyncIterator[Shop]:
     """A `Shop` over the test's API (default settings), simulators and database."""
-    ctx = api.app[CONTEXT]
+    ctx = api.app[RESOURCES]
     await seed_products(conn)
     async with aiohttp.ClientSession() as http:
         # Keys at once, so one fulfillment pass is enough.
@@ -30,12 +30,12 @@ async def shop(api: Any, sim: Any, conn: Conn) -> AsyncIterator[Shop]:
             f"{sim.url}/kinguin", SimConfig().kinguin_api_key, timeout=5, backoff_base=0.01
         )
         async with kinguin:
-            runtime = Runtime(
+            runtime = Resources(
                 settings=ctx.settings,
                 pool=ctx.pool,
                 kinguin=kinguin,
                 storage=ctx.storage,
                 ring=ctx.ring,
-                mint_order_token=ctx.verifier.mint_order_token,
+                tokens=ctx.tokens,
             )
             yield Shop(api.url, sim.url, http, conn, ctx, runtime)

@@ -16,10 +16,9 @@ import aiohttp
 import jwt
 import psycopg
 
-from bitloot.api.context import ApiContext
 from bitloot.auth.tokens import mint_user_token
-from bitloot.fulfillment.tasks import run_fulfillment
-from bitloot.runtime import Runtime
+from bitloot.fulfillment.service import run_fulfillment
+from bitloot.resources import Resources
 from bitloot.sim.kinguin_catalog import IMAGE_PRODUCT_ID, TEXT_PRODUCT_ID
 
 Conn = psycopg.AsyncConnection[Any]
@@ -54,8 +53,8 @@ class Shop:
     sim_url: str
     http: aiohttp.ClientSession
     conn: Conn
-    ctx: ApiContext
-    runtime: Runtime
+    ctx: Resources
+    runtime: Resources
 
     # --- tokens ---------------------------------------------------------------------
 
@@ -63,7 +62,7 @@ class Shop:
         return mint_user_token(self.ctx.settings, sub=sub, admin=admin)
 
     def order_token(self, order_id: uuid.UUID, ttl: int | None = None) -> str:
-        return self.ctx.verifier.mint_order_token(order_id, ttl)
+        return self.ctx.tokens.mint_order_token(order_id, ttl)
 
     def expired_user_token(self, sub: str = OWNER) -> str:
         now = int(time.time())

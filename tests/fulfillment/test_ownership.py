@@ -40,7 +40,7 @@ async def test_ownership_matrix(shop: Shop, endpoint: str) -> None:
         "order token": mine.token,
         "token for another order": theirs.token,
         "expired user token": shop.expired_user_token(OWNER),
-        "expired order token": shop.ctx.verifier.mint_order_token(
+        "expired order token": shop.ctx.tokens.mint_order_token(
             mine.id, 60, now=time.time() - 3600
         ),
         "alg none": shop.unsigned_token(OWNER),

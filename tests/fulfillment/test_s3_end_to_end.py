@@ -47,7 +47,7 @@ async def api(
         buckets = (await s3.list_buckets())["Buckets"]
         if not any(b["Name"] == BUCKET for b in buckets):
             await s3.create_bucket(Bucket=BUCKET)
-    from bitloot.api.server import build_app
+    from bitloot.server import build_app
 
     settings = make_settings(
         storage_url=f"s3://{BUCKET}",

@@ -15,14 +15,10 @@ from typing import Any
 import aiohttp
 import psycopg
 
-from bitloot.api.app import SETTINGS
-from bitloot.auth.tokens import TokenVerifier
-from bitloot.fulfillment.tasks import run_fulfillment
-from bitloot.kinguin.client import KinguinClient
-from bitloot.runtime import Runtime
+from bitloot.fulfillment.service import run_fulfillment
+from bitloot.resources import Resources, open_resources
 from bitloot.sim.kinguin_catalog import IMAGE_PRODUCT_ID, TEXT_PRODUCT_ID
-from bitloot.vault.crypto import ORDER_TOKEN_PURPOSE
-from bitloot.wiring import open_core
+from bitloot.web.app import SETTINGS
 
 Conn = psycopg.AsyncConnection[Any]
 
@@ -76,39 +72,21 @@ async def pay(conn: Conn, sim_url: str, order_id: uuid.UUID, timeout: float = 30
 
 
 @asynccontextmanager
-async def worker_runtime(api_app: Any, sim_url: str) -> AsyncIterator[Runtime]:
-    """The Runtime `bitloot worker` builds (`open_worker_runtime`), minus the queue."""
+async def worker_runtime(api_app: Any, sim_url: str) -> AsyncIterator[Resources]:
+    """The resources `bitloot worker` opens (`open_worker_resources`), minus the queue."""
     settings = api_app[SETTINGS]
     async with AsyncExitStack() as stack:
-        core = await open_core(settings, stack, pool_size=2)
-        api_key = settings.kinguin_api_key
-        kinguin = await stack.enter_async_context(
-            KinguinClient(
-                settings.kinguin_api_url,
-                api_key.get_secret_value() if api_key else "",
-                timeout=settings.kinguin_timeout,
-            )
-        )
-        verifier = TokenVerifier(
-            settings, order_token_secret=core.ring.derived_key(ORDER_TOKEN_PURPOSE)
-        )
+        res = await open_resources(settings, stack, pool_size=2, kinguin=True)
         # Keys at once, so one or two passes of the pipeline fulfil the order.
         async with (
             aiohttp.ClientSession() as http,
             http.post(f"{sim_url}/kinguin/sim/delivery", json={"delay": 0, "gradual": False}) as r,
         ):
             assert r.status < 300, await r.text()
-        yield Runtime(
-            settings=settings,
-            pool=core.pool,
-            kinguin=kinguin,
-            storage=core.storage,
-            ring=core.ring,
-            mint_order_token=verifier.mint_order_token,
-        )
+        yield res
 
 
-async def fulfill(rt: Runtime, conn: Conn, order_id: uuid.UUID, timeout: float = 30) -> None:
+async def fulfill(rt: Resources, conn: Conn, order_id: uuid.UUID, timeout: float = 30) -> None:
     """Run the fulfillment job's body until the order is fulfilled."""
     deadline = time.monotonic() + timeout
     while True:

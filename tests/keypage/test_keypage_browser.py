@@ -29,8 +29,8 @@ from keypage_support import (
     worker_runtime,
 )
 
-from bitloot.api.context import CONTEXT
 from bitloot.sim.kinguin_catalog import IMAGE_PRODUCT_ID, TEXT_PRODUCT_ID
+from bitloot.web.context import RESOURCES
 
 Conn = psycopg.AsyncConnection[Any]
 
@@ -110,7 +110,7 @@ async def test_reveal_text_and_image_keys(
     )
     issued = await issued_keys(sim.url, order_id)
     assert sorted(kind.split("/")[0] for kind, _ in issued.values()) == ["image", "text", "text"]
-    token = api.app[CONTEXT].verifier.mint_order_token(order_id)
+    token = api.app[RESOURCES].tokens.mint_order_token(order_id)
 
     page = await context.new_page()
     console = Console(page)
@@ -187,7 +187,7 @@ async def test_page_polls_until_the_order_is_fulfilled(
 ) -> None:
     await seed_products(conn)
     order_id = await create_order(api.url, [{"productId": TEXT_PRODUCT_ID, "qty": 1}])
-    token = api.app[CONTEXT].verifier.mint_order_token(order_id)
+    token = api.app[RESOURCES].tokens.mint_order_token(order_id)
     page = await context.new_page()
     console = Console(page)
     await page.goto(f"{api.url}/orders/{order_id}/key#token={token}")
@@ -208,7 +208,7 @@ async def test_page_polls_until_the_order_is_fulfilled(
 @pytest.mark.parametrize("which", ["garbage", "another order's token", "no token"])
 async def test_a_bad_link_shows_why(api: Any, context: Any, which: str) -> None:
     order_id = uuid.uuid4()
-    verifier = api.app[CONTEXT].verifier
+    verifier = api.app[RESOURCES].tokens
     fragment = {
         "garbage": "#token=eyJhbGciOiJub25lIn0.e30.",
         "another order's token": f"#token={verifier.mint_order_token(uuid.uuid4())}",

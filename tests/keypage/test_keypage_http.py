@@ -3,8 +3,6 @@ change nothing at all (mail scanners prefetch links)."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from html.parser import HTMLParser
 from typing import Any
@@ -13,11 +11,12 @@ import aiohttp
 import psycopg
 import pytest
 from keypage_support import access_events, fulfilled_order
+from waiting import wait_until
 
-from bitloot.api.context import CONTEXT
 from bitloot.config import load_settings
 from bitloot.keypage.routes import content_security_policy, storage_origins
 from bitloot.sim.kinguin_catalog import TEXT_PRODUCT_ID
+from bitloot.web.context import RESOURCES
 
 Conn = psycopg.AsyncConnection[Any]
 
@@ -72,23 +71,44 @@ async def table_digests(conn: Conn) -> dict[str, str]:
     return out
 
 
-async def settled_digests(conn: Conn, timeout: float = 10) -> dict[str, str]:
-    """The digests once no late webhook (the simulators send some after the fact) is
-    still changing anything: two snapshots half a second apart agree."""
-    deadline = time.monotonic() + timeout
-    last = await table_digests(conn)
-    while True:
-        await asyncio.sleep(0.5)
-        now = await table_digests(conn)
-        if now == last or time.monotonic() > deadline:
-            return now
-        last = now
+# How a webhook's delivery ends in the Kinguin simulator's log (anything else is under way).
+FINAL_OUTCOMES = ("delivered", "gave_up", "dropped", "no_url")
+
+
+async def settled_digests(
+    conn: Conn, sim_url: str, order_id: uuid.UUID, timeout: float = 30
+) -> dict[str, str]:
+    """The digests once no late webhook is still changing anything. The NOWPayments IPNs
+    were all sent before the payment was made; the Kinguin simulator reports the order's
+    completion after the fact: wait until it has delivered that webhook, and BitLoot has
+    applied every webhook it stored."""
+    async with aiohttp.ClientSession() as http:
+
+        async def completion_webhook_sent() -> bool:
+            async with http.get(f"{sim_url}/kinguin/sim/webhooks") as r:
+                deliveries = (await r.json())["deliveries"]
+            return any(
+                d["orderExternalId"] == str(order_id)
+                and d["status"] == "completed"
+                and d["outcome"] in FINAL_OUTCOMES
+                for d in deliveries
+            )
+
+        await wait_until(completion_webhook_sent, timeout, "the completion webhook delivered")
+
+    async def webhooks_applied() -> bool:
+        cur = await conn.execute("SELECT count(*) FROM webhook_events WHERE processed_at IS NULL")
+        row = await cur.fetchone()
+        return row is not None and row[0] == 0
+
+    await wait_until(webhooks_applied, timeout, "every stored webhook applied")
+    return await table_digests(conn)
 
 
 async def test_page_headers_markup_and_no_side_effects(api: Any, sim: Any, conn: Conn) -> None:
     order_id = await fulfilled_order(api, sim, conn, [{"productId": TEXT_PRODUCT_ID, "qty": 1}])
-    token = api.app[CONTEXT].verifier.mint_order_token(order_id)
-    before = await settled_digests(conn)
+    token = api.app[RESOURCES].tokens.mint_order_token(order_id)
+    before = await settled_digests(conn, sim.url, order_id)
     page_url = f"{api.url}/orders/{order_id}/key"
 
     async with aiohttp.ClientSession() as http:

@@ -1,9 +1,8 @@
-"""Shared fixtures for the webhook and fulfillment tests: a worker-side `Runtime` against the
+"""Shared fixtures for the webhook and fulfillment tests: a worker-side `Resources` against the
 in-process simulator, paid orders made in SQL, and the simulator's control API."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -13,6 +12,7 @@ from typing import Any
 import aiohttp
 import psycopg
 import pytest
+import waiting
 from psycopg_pool import AsyncConnectionPool
 
 from bitloot.auth.tokens import TokenVerifier
@@ -20,7 +20,7 @@ from bitloot.config import Settings
 from bitloot.db.connect import open_pool
 from bitloot.kinguin.client import KinguinClient
 from bitloot.kinguin.models import dump_json, load_json
-from bitloot.runtime import Runtime
+from bitloot.resources import Resources
 from bitloot.sim.app import SimConfig
 from bitloot.sim.kinguin_catalog import TEXT_PRODUCT_ID
 from bitloot.storage.factory import open_storage
@@ -88,7 +88,7 @@ async def runtime(
     pool: AsyncConnectionPool,
     sim: Any,
     kinguin_calls: KinguinCalls,
-) -> AsyncIterator[Runtime]:
+) -> AsyncIterator[Resources]:
     """What `bitloot worker` installs, built against this test's database and simulator."""
     settings = make_settings()
     assert settings.master_keys is not None
@@ -108,13 +108,13 @@ async def runtime(
     )
     verifier = TokenVerifier(settings, order_token_secret=ring.derived_key(ORDER_TOKEN_PURPOSE))
     async with kinguin:
-        yield Runtime(
+        yield Resources(
             settings=settings,
             pool=pool,
             kinguin=kinguin,
             storage=storage,
             ring=ring,
-            mint_order_token=verifier.mint_order_token,
+            tokens=verifier,
         )
     await storage.close()
 
@@ -173,11 +173,7 @@ def one() -> Callable[..., Awaitable[Any]]:
 
 async def wait_until(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
     """Poll `check` until it holds (or fail after `timeout` seconds)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await check():
-        assert loop.time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
+    await waiting.wait_until(check, timeout, "condition")
 
 
 @pytest.fixture

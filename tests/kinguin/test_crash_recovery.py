@@ -16,10 +16,10 @@ import psycopg
 import pytest
 
 from bitloot.fulfillment import collect
-from bitloot.fulfillment.tasks import run_fulfillment
+from bitloot.fulfillment.service import run_fulfillment
 from bitloot.kinguin.errors import KinguinServerError
 from bitloot.kinguin.models import OrderProductRequest
-from bitloot.runtime import Runtime
+from bitloot.resources import Resources
 from bitloot.sim.kinguin_catalog import TEXT_PRODUCT_ID
 
 Conn = psycopg.AsyncConnection[Any]
@@ -98,7 +98,7 @@ async def assert_fulfilled_once(
 
 
 async def test_lost_answer_of_place_order_is_recovered_by_external_id(
-    conn: Conn, sim_ctl: Any, runtime: Runtime, paid_order: Any, kinguin_calls: Any
+    conn: Conn, sim_ctl: Any, runtime: Resources, paid_order: Any, kinguin_calls: Any
 ) -> None:
     order_id = await paid_order()
     await sim_ctl.call(
@@ -114,7 +114,7 @@ async def test_lost_answer_of_place_order_is_recovered_by_external_id(
 
 
 async def test_pass_that_died_after_placing_is_recovered_by_the_next_pass(
-    conn: Conn, sim_ctl: Any, runtime: Runtime, paid_order: Any, kinguin_calls: Any
+    conn: Conn, sim_ctl: Any, runtime: Resources, paid_order: Any, kinguin_calls: Any
 ) -> None:
     # The answer is lost and the search fails too: the pass dies (a retryable error, so
     # procrastinate retries the job) with a Kinguin order placed but not recorded.
@@ -141,7 +141,7 @@ async def test_pass_that_died_after_placing_is_recovered_by_the_next_pass(
 
 
 async def test_crash_after_placing_before_recording(
-    conn: Conn, sim_ctl: Any, runtime: Runtime, paid_order: Any, kinguin_calls: Any
+    conn: Conn, sim_ctl: Any, runtime: Resources, paid_order: Any, kinguin_calls: Any
 ) -> None:
     order_id = await paid_order()
     # What the dead pass left: placement marked (and committed), the order bought at
@@ -167,7 +167,7 @@ async def test_crash_after_placing_before_recording(
 
 
 async def test_crash_after_marking_before_placing_buys_once(
-    conn: Conn, sim_ctl: Any, runtime: Runtime, paid_order: Any, kinguin_calls: Any
+    conn: Conn, sim_ctl: Any, runtime: Resources, paid_order: Any, kinguin_calls: Any
 ) -> None:
     order_id = await paid_order()
     await conn.execute(
@@ -185,7 +185,7 @@ async def test_crash_after_marking_before_placing_buys_once(
 
 
 async def test_passes_after_fulfillment_buy_nothing_more(
-    conn: Conn, sim_ctl: Any, runtime: Runtime, paid_order: Any, kinguin_calls: Any
+    conn: Conn, sim_ctl: Any, runtime: Resources, paid_order: Any, kinguin_calls: Any
 ) -> None:
     order_id = await paid_order(qty=3)
     await run_fulfillment(runtime, order_id)
@@ -207,7 +207,7 @@ async def test_passes_after_fulfillment_buy_nothing_more(
 async def test_crash_before_the_final_commit_stores_the_keys_once(
     conn: Conn,
     sim_ctl: Any,
-    runtime: Runtime,
+    runtime: Resources,
     paid_order: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -234,7 +234,7 @@ async def test_crash_before_the_final_commit_stores_the_keys_once(
 
 
 async def test_gradual_keys_re_defer_instead_of_blocking(
-    conn: Conn, sim_ctl: Any, runtime: Runtime, paid_order: Any
+    conn: Conn, sim_ctl: Any, runtime: Resources, paid_order: Any
 ) -> None:
     await sim_ctl.call("POST", "/delivery", {"delay": 60, "gradual": True, "instant_keys": 1})
     order_id = await paid_order(qty=2)
@@ -264,7 +264,7 @@ async def test_gradual_keys_re_defer_instead_of_blocking(
 async def test_too_many_polls_fail_with_a_reason_and_a_retry_polls_again(
     conn: Conn,
     sim_ctl: Any,
-    runtime: Runtime,
+    runtime: Resources,
     paid_order: Any,
     make_settings: Callable[..., Any],
 ) -> None:
@@ -314,7 +314,7 @@ async def test_too_many_polls_fail_with_a_reason_and_a_retry_polls_again(
 async def test_refusal_fails_with_the_kind_and_a_retry_buys_once(
     conn: Conn,
     sim_ctl: Any,
-    runtime: Runtime,
+    runtime: Resources,
     paid_order: Any,
     kinguin_calls: Any,
     kind: str,
@@ -341,7 +341,7 @@ async def test_refusal_fails_with_the_kind_and_a_retry_buys_once(
 
 @pytest.mark.parametrize("fate", ["canceled", "refunded"])
 async def test_order_ended_at_kinguin_fails_and_a_retry_does_not_buy_again(
-    conn: Conn, sim_ctl: Any, runtime: Runtime, paid_order: Any, fate: str
+    conn: Conn, sim_ctl: Any, runtime: Resources, paid_order: Any, fate: str
 ) -> None:
     await sim_ctl.call("POST", "/faults/outcomes", {"outcomes": [fate]})
     order_id = await paid_order()

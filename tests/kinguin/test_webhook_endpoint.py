@@ -14,9 +14,9 @@ import aiohttp
 import psycopg
 import pytest
 
-from bitloot.fulfillment.tasks import run_fulfillment
+from bitloot.fulfillment.service import run_fulfillment
 from bitloot.kinguin.models import format_event_time
-from bitloot.runtime import Runtime
+from bitloot.resources import Resources
 from bitloot.sim.app import SimConfig
 
 Conn = psycopg.AsyncConnection[Any]
@@ -367,7 +367,7 @@ async def test_canceled_order_ends_fulfillment_in_failed(
     hook: Hook,
     conn: Conn,
     paid_order: Any,
-    runtime: Runtime,
+    runtime: Resources,
     sim_ctl: Any,
     one: One,
     eventually: Callable[..., Awaitable[None]],

@@ -14,10 +14,10 @@ import pytest
 from aiohttp import web
 from harness import Served, serve_app
 
-from bitloot.api.context import CONTEXT
-from bitloot.api.server import build_app
 from bitloot.auth.tokens import mint_user_token
 from bitloot.config import Settings
+from bitloot.server import build_app
+from bitloot.web.context import RESOURCES
 
 GAME = "5c9b5f6b2539a4e8f172916a"  # 14.99 eur
 DLC = "5c9b5f6b2539a4e8f172916b"  # 4.99 eur
@@ -78,7 +78,7 @@ async def rows(conn: Conn, sql: str, *params: Any) -> list[tuple[Any, ...]]:
 
 
 def settings_of(api: Served) -> Settings:
-    return api.app[CONTEXT].settings
+    return api.app[RESOURCES].settings
 
 
 def locs(body: dict[str, Any]) -> list[list[Any]]:

@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import psycopg
 
-from bitloot.payments.signature import RawNumber, dump_json, sign_ipn
+from bitloot.nowpayments.signature import RawNumber, dump_json, sign_ipn
 from bitloot.sim.app import SimConfig
 
 PRODUCT_ID = "5c9b5f6b2539a4e8f172916a"

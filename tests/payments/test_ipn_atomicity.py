@@ -10,10 +10,11 @@ import psycopg
 import pytest
 from ipn_support import PRICE, PRODUCT_ID, fulfillment_jobs, ipn_for, scalar, seed_product, signed
 
-from bitloot.fulfillment.tasks import defer_fulfillment
-from bitloot.payments.ipn import IpnOutcome, PaymentPolicy, apply_ipn
-from bitloot.payments.models import Ipn
-from bitloot.payments.signature import parse_ipn_json
+from bitloot.fulfillment.service import defer_fulfillment
+from bitloot.inbox.service import EventOutcome
+from bitloot.nowpayments.models import Ipn
+from bitloot.nowpayments.signature import parse_ipn_json
+from bitloot.payments.service import PaymentPolicy, apply_ipn
 
 
 class Abort(Exception):
@@ -43,7 +44,7 @@ async def waiting_order(conn: psycopg.AsyncConnection[Any]) -> uuid.UUID:
 
 async def apply_finished(
     conn: psycopg.AsyncConnection[Any], order_id: uuid.UUID, enqueue: Any = defer_fulfillment
-) -> IpnOutcome:
+) -> EventOutcome:
     """Apply a verified `finished` IPN that pays the whole order."""
     raw, _ = signed(ipn_for(order_id))
     return await apply_ipn(

@@ -28,8 +28,8 @@ from ipn_support import (
     signed,
 )
 
-from bitloot.api.server import build_app
 from bitloot.config import Settings
+from bitloot.server import build_app
 
 
 @pytest.fixture

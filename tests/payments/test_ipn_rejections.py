@@ -21,9 +21,9 @@ from ipn_support import (
     snapshot,
 )
 
-from bitloot.api.context import CONTEXT
 from bitloot.metrics import IPN_OUTCOMES
-from bitloot.payments.signature import RawNumber, sign_ipn
+from bitloot.nowpayments.signature import RawNumber, sign_ipn
+from bitloot.web.context import RESOURCES
 
 PROBLEM_MEMBERS = {"type", "title", "status", "detail", "requestId"}
 OPTIONAL_MEMBERS = {"instance", "maxBytes"}
@@ -118,7 +118,7 @@ async def test_signed_ipn_with_an_unknown_status_is_400_and_leaves_no_trace(
 async def test_oversized_body_is_413_and_leaves_no_trace(
     api: Served, conn: Any, http: aiohttp.ClientSession, order_id: uuid.UUID
 ) -> None:
-    limit = api.app[CONTEXT].settings.max_body_bytes
+    limit = api.app[RESOURCES].settings.max_body_bytes
     raw, signature = signed(ipn_for(order_id, order_description="x" * limit))
     assert len(raw) > limit
     before = await snapshot(conn)

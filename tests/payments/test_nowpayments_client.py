@@ -16,8 +16,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from bitloot.payments.models import Invoice
-from bitloot.payments.nowpayments import NowPaymentsClient, NowPaymentsError
+from bitloot.nowpayments.client import NowPaymentsClient, NowPaymentsError
+from bitloot.nowpayments.models import Invoice
 from bitloot.sim.nowpayments import create_nowpayments_sim
 
 API_KEY = "np-test-key-7c1d2e"

@@ -16,8 +16,8 @@ from decimal import Decimal
 
 import pytest
 
-from bitloot.payments.models import Ipn
-from bitloot.payments.signature import (
+from bitloot.nowpayments.models import Ipn
+from bitloot.nowpayments.signature import (
     MalformedIpn,
     RawNumber,
     canonical_ipn_json,

@@ -10,8 +10,8 @@ import aiohttp
 from harness import serve_app
 from ipn_support import ipn_for, post_ipn, signed
 
-from bitloot.api.server import build_app
 from bitloot.config import Settings
+from bitloot.server import build_app
 
 
 async def test_old_and_new_secrets_are_both_accepted(

@@ -16,8 +16,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from bitloot.payments.models import Ipn
-from bitloot.payments.signature import canonical_ipn_json, parse_ipn_json, verify_ipn_signature
+from bitloot.nowpayments.models import Ipn
+from bitloot.nowpayments.signature import canonical_ipn_json, parse_ipn_json, verify_ipn_signature
 from bitloot.sim.nowpayments import create_nowpayments_sim
 from bitloot.sim.nowpayments_state import js_number
 

@@ -11,9 +11,8 @@ import pytest
 from bitloot.sqlfile import QueryFileError, load_queries, parse_queries
 from bitloot.vault import MasterKeyRing, VaultError, generate_master_key, open_blob, seal_key
 from bitloot.vault.canary import check_master_keys
-from bitloot.vault.cli import run_rotate
 from bitloot.vault.crypto import unwrap_data_key
-from bitloot.vault.rotate import rotate_canaries, rotate_data_keys
+from bitloot.vault.rotate import rotate_canaries, rotate_data_keys, run_rotate
 
 Conn = psycopg.AsyncConnection[Any]
 

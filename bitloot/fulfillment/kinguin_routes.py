@@ -1,0 +1,96 @@
+"""`POST /webhooks/kinguin`: a shared secret in `X-Event-Secret`, compared in constant time."""
+
+from __future__ import annotations
+
+import hmac
+import json
+
+import structlog
+from aiohttp import web
+from pydantic import ValidationError
+
+from bitloot.config import secret_values
+from bitloot.db.connect import set_actor
+from bitloot.fulfillment.kinguin_webhook import receive_order_event
+from bitloot.kinguin.models import OrderStatusEvent
+from bitloot.metrics import KINGUIN_WEBHOOK_OUTCOMES
+from bitloot.web.context import resources
+from bitloot.web.errors import BadRequest, Unauthorized
+from bitloot.web.ratelimit import limit_failed_signature
+
+routes = web.RouteTableDef()
+log = structlog.get_logger(__name__)
+
+ORDER_EVENTS = ("order.status", "order.complete")  # order.complete is deprecated but still sent
+KNOWN_EVENTS = (*ORDER_EVENTS, "product.update")
+MAX_ID_CHARS = 200  # Kinguin order ids are short
+
+
+@routes.post("/webhooks/kinguin")
+async def kinguin_webhook(request: web.Request) -> web.Response:
+    """204 when accepted or a duplicate; 401 for a missing or wrong secret; 400 malformed."""
+    accepted = secret_values(resources(request).settings.kinguin_webhook_secret)
+    given = request.headers.get("X-Event-Secret", "")
+    # Header bytes that are not UTF-8 arrive surrogate-escaped: encode them back, never crash.
+    given_bytes = given.encode("utf-8", "surrogateescape")
+    # Every configured secret is compared (constant time each), so timing says nothing.
+    matches = [hmac.compare_digest(given_bytes, secret.encode()) for secret in accepted]
+    if not given or not any(matches):
+        KINGUIN_WEBHOOK_OUTCOMES.labels(outcome="bad_secret").inc()
+        log.warning("kinguin_webhook.rejected", reason="secret" if given else "no_secret")
+        await limit_failed_signature(request, "kinguin")  # 429 past the limit
+        raise Unauthorized("Missing or invalid X-Event-Secret.")
+    event_name = request.headers.get("X-Event-Name", "")
+    raw = await request.read()
+    try:
+        # Strictly UTF-8 (RFC 8259): json.loads(bytes) would also take UTF-16/32.
+        raw_text = raw.decode("utf-8")
+        body = json.loads(raw_text)
+        if not isinstance(body, dict):
+            raise ValueError("not an object")
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("The body is not a JSON object.") from None
+    if event_name not in KNOWN_EVENTS:
+        KINGUIN_WEBHOOK_OUTCOMES.labels(outcome="ignored").inc()
+        log.info("kinguin_webhook.ignored", event_name=event_name[:40])
+        return web.Response(status=204)
+    if event_name == "product.update":
+        KINGUIN_WEBHOOK_OUTCOMES.labels(outcome="product_update").inc()
+        return web.Response(status=204)
+
+    try:
+        event = OrderStatusEvent.model_validate(
+            body if event_name == "order.status" else {**body, "status": "completed"}
+        )
+    except ValidationError:
+        raise BadRequest("The order event is missing or has invalid fields.") from None
+    storable = all(_storable(v) for v in (event.order_id, event.order_external_id))
+    # The id is indexed (webhook_events, kinguin_orders): one much over 2 kB is a 500.
+    if not storable or len(event.order_id) > MAX_ID_CHARS:
+        raise BadRequest("The order event is missing or has invalid fields.")
+    res = resources(request)
+    async with res.pool.connection() as conn, conn.transaction():
+        await set_actor(conn, "kinguin", f"webhook {event_name} {event.status}")
+        result = await receive_order_event(conn, event_name, event, raw_text)
+    KINGUIN_WEBHOOK_OUTCOMES.labels(outcome="duplicate" if result.duplicate else "accepted").inc()
+    log.info(
+        "kinguin_webhook.accepted",
+        order_id=str(result.order_id) if result.order_id else None,
+        kinguin_order_id=event.order_id,
+        status=event.status,
+        outcome=result.outcome,
+    )
+    return web.Response(status=204)
+
+
+def _storable(value: str | None) -> bool:
+    """JSON can carry NUL and lone surrogates; PostgreSQL text holds neither (else a 500)."""
+    if value is None:
+        return True
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -1,0 +1,231 @@
+"""The fulfillment domain's queries (`queries.sql`): one function per statement, no rules.
+
+Every function takes the caller's connection and never commits; `service` and `purchase`
+own the rules."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+from psycopg.rows import class_row
+
+from bitloot.db.queries import QuerySet
+
+Q = QuerySet("bitloot.fulfillment")
+Conn = psycopg.AsyncConnection[Any]
+
+
+@dataclass(frozen=True)
+class OrderState:
+    """The order row as fulfillment sees it, read under a row lock."""
+
+    id: uuid.UUID
+    status: str
+    fulfillment_status: str
+    kinguin_placement_started_at: datetime | None
+    paid_at: datetime | None
+
+
+@dataclass(frozen=True)
+class OrderLine:
+    """What to buy for one order line, and the most to pay per unit (EUR)."""
+
+    product_id: str
+    qty: int
+    max_cost: Decimal
+    text_only: bool
+    name: str
+
+
+@dataclass(frozen=True)
+class KinguinOrderRow:
+    """The Kinguin order we recorded for one of ours."""
+
+    kinguin_order_id: str
+    status: str
+    polls: int
+
+
+@dataclass(frozen=True)
+class StoredKey:
+    """One encrypted key, uploaded, ready to be recorded in the delivery log."""
+
+    key_id: str
+    product_id: str | None
+    object_key: str
+    content_type: str
+    wrapped_data_key: bytes
+    master_key_id: str
+
+
+async def lock_order(conn: Conn, order_id: uuid.UUID) -> OrderState | None:
+    """The order under `FOR UPDATE`, so one transaction at a time decides its fulfillment."""
+    async with conn.cursor(row_factory=class_row(OrderState)) as cur:
+        await cur.execute(Q["lock_order"], {"order_id": order_id})
+        return await cur.fetchone()
+
+
+async def start_processing(conn: Conn, order_id: uuid.UUID) -> None:
+    """`pending -> processing` for a paid order (no-op otherwise)."""
+    await conn.execute(Q["start_processing"], {"order_id": order_id})
+
+
+async def order_lines(conn: Conn, order_id: uuid.UUID) -> list[OrderLine]:
+    """The products to buy."""
+    async with conn.cursor(row_factory=class_row(OrderLine)) as cur:
+        await cur.execute(Q["order_lines"], {"order_id": order_id})
+        return await cur.fetchall()
+
+
+async def mark_placement_started(conn: Conn, order_id: uuid.UUID) -> None:
+    """Remember, before buying, that a Kinguin order may exist from now on."""
+    await conn.execute(Q["mark_placement_started"], {"order_id": order_id})
+
+
+async def kinguin_order_for(conn: Conn, order_id: uuid.UUID) -> KinguinOrderRow | None:
+    """The Kinguin order recorded for this order, if any."""
+    async with conn.cursor(row_factory=class_row(KinguinOrderRow)) as cur:
+        await cur.execute(Q["kinguin_order_for"], {"order_id": order_id})
+        return await cur.fetchone()
+
+
+async def record_kinguin_order(
+    conn: Conn,
+    order_id: uuid.UUID,
+    kinguin_order_id: str,
+    status: str,
+    payment_price: Decimal | None,
+) -> None:
+    """Record the Kinguin order bought for this order (first record wins)."""
+    await conn.execute(
+        Q["record_kinguin_order"],
+        {
+            "order_id": order_id,
+            "kinguin_order_id": kinguin_order_id,
+            "status": status,
+            "payment_price": payment_price,
+        },
+    )
+
+
+async def update_kinguin_status(conn: Conn, order_id: uuid.UUID, status: str) -> None:
+    """Store what Kinguin last said about the order's status."""
+    await conn.execute(Q["update_kinguin_status"], {"order_id": order_id, "status": status})
+
+
+async def bump_polls(conn: Conn, order_id: uuid.UUID) -> int:
+    """Count one more poll for keys; returns the new count."""
+    cur = await conn.execute(Q["bump_polls"], {"order_id": order_id})
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def mark_failed(conn: Conn, order_id: uuid.UUID, reason: str) -> None:
+    """End the fulfillment in `failed` with a reason admins can read."""
+    await conn.execute(Q["mark_failed"], {"order_id": order_id, "reason": reason[:500]})
+
+
+async def record_keys_and_fulfill(
+    conn: Conn, order_id: uuid.UUID, keys: list[StoredKey], retention_days: int
+) -> float | None:
+    """Write the delivery log and mark the order fulfilled; seconds from payment to key.
+
+    None when the order was no longer `paid`/`processing` (another job finished it first).
+    """
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            Q["insert_key_row"],
+            [
+                {
+                    "order_id": order_id,
+                    "key_id": k.key_id,
+                    "product_id": k.product_id,
+                    "object_key": k.object_key,
+                    "content_type": k.content_type,
+                    "wrapped_data_key": k.wrapped_data_key,
+                    "master_key_id": k.master_key_id,
+                    "retention_days": retention_days,
+                }
+                for k in keys
+            ],
+        )
+    cur = await conn.execute(Q["mark_fulfilled"], {"order_id": order_id})
+    row = await cur.fetchone()
+    return None if row is None else float(row[0] or 0.0)
+
+
+@dataclass(frozen=True)
+class EventOrder:
+    """The order a Kinguin event is about, read under its row lock."""
+
+    id: uuid.UUID
+    status: str
+    fulfillment_status: str
+    kinguin_order_id: str | None
+    status_updated_at: datetime | None
+    kinguin_status: str | None
+
+
+async def order_for_kinguin_event(
+    conn: Conn, kinguin_order_id: str, external_id: uuid.UUID | None
+) -> EventOrder | None:
+    """The order an event names (by the Kinguin order we recorded, else by our id), locked."""
+    cur = await conn.execute(
+        Q["order_for_event"], {"kinguin_order_id": kinguin_order_id, "external_id": external_id}
+    )
+    found = await cur.fetchone()
+    if found is None:
+        return None
+    async with conn.cursor(row_factory=class_row(EventOrder)) as ecur:
+        await ecur.execute(Q["lock_event_order"], {"order_id": found[0]})
+        return await ecur.fetchone()
+
+
+async def advance_watermark(
+    conn: Conn, order_id: uuid.UUID, status: str, updated_at: datetime
+) -> None:
+    """Store the event's status if it is newer than the last one stored."""
+    await conn.execute(
+        Q["advance_watermark"], {"order_id": order_id, "status": status, "updated_at": updated_at}
+    )
+
+
+async def stuck_paid_orders(conn: Conn, minutes: int, limit: int) -> list[uuid.UUID]:
+    """Paid orders unfulfilled for `minutes` with no job queued or running for them."""
+    cur = await conn.execute(Q["stuck_paid_orders"], {"minutes": minutes, "limit": limit})
+    return [row[0] for row in await cur.fetchall()]
+
+
+async def expire_keys(conn: Conn) -> int:
+    """Mark keys past their retention `expired`; how many."""
+    cur = await conn.execute(Q["expire_keys"])
+    return len(await cur.fetchall())
+
+
+async def expired_objects(conn: Conn, limit: int) -> list[tuple[uuid.UUID, str]]:
+    """(row id, object key) of expired keys whose ciphertext is still stored."""
+    cur = await conn.execute(Q["expired_objects"], {"limit": limit})
+    return [(row[0], row[1]) for row in await cur.fetchall()]
+
+
+async def mark_deleted(conn: Conn, row_id: uuid.UUID) -> None:
+    """Record that an expired key's ciphertext was deleted."""
+    await conn.execute(Q["mark_deleted"], {"id": row_id})
+
+
+async def requeue_failed(conn: Conn, order_id: uuid.UUID) -> bool:
+    """`failed -> pending` for a paid order; False when it was not paid and failed."""
+    cur = await conn.execute(Q["requeue_failed_fulfillment"], {"order_id": order_id})
+    return await cur.fetchone() is not None
+
+
+async def reset_kinguin_polls(conn: Conn, order_id: uuid.UUID) -> str | None:
+    """Start polling Kinguin over; the recorded Kinguin order id, if any."""
+    cur = await conn.execute(Q["reset_kinguin_polls"], {"order_id": order_id})
+    row = await cur.fetchone()
+    return None if row is None else str(row[0])

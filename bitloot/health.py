@@ -1,0 +1,65 @@
+"""`/healthz` (the process is up), `/readyz` (database reachable, schema current), `/metrics`."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from bitloot.db.migrate import pending_migrations
+from bitloot.metrics import QUEUE_DEPTH, exposition
+from bitloot.resources import Resources
+from bitloot.web.context import RESOURCES, resources
+from bitloot.web.errors import ServiceUnavailable
+
+routes = web.RouteTableDef()
+metrics_routes = web.RouteTableDef()
+
+READY_TIMEOUT = 3.0
+
+
+@routes.get("/healthz")
+async def healthz(_request: web.Request) -> web.Response:
+    """Liveness: answers as long as the event loop does."""
+    return web.json_response({"status": "ok"})
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: the database answers and no migration is pending."""
+    ctx = resources(request)
+    try:
+        async with asyncio.timeout(READY_TIMEOUT):
+            async with ctx.pool.connection() as conn:
+                await conn.execute("SELECT 1")
+            # yoyo is synchronous: keep it off the event loop.
+            pending = await asyncio.to_thread(pending_migrations, ctx.conninfo)
+    except Exception:
+        raise ServiceUnavailable("The database is not reachable.", retry_after=5) from None
+    if pending:
+        raise ServiceUnavailable(f"{len(pending)} migration(s) pending: run `bitloot migrate`.")
+    return web.json_response({"status": "ready", "database": "ok", "migrations": "current"})
+
+
+@metrics_routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text exposition of this process's metrics, with the queue depth."""
+    if RESOURCES in request.app:
+        await _refresh_queue_depth(request.app[RESOURCES])
+    body, content_type = exposition()
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+async def _refresh_queue_depth(ctx: Resources) -> None:
+    try:
+        async with asyncio.timeout(READY_TIMEOUT), ctx.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT queue_name, status::text, count(*) FROM procrastinate_jobs"
+                " WHERE status IN ('todo', 'doing') GROUP BY 1, 2"
+            )
+            rows = await cur.fetchall()
+    except Exception:  # metrics must answer even when the database does not
+        return
+    QUEUE_DEPTH.clear()
+    for queue, status, count in rows:
+        QUEUE_DEPTH.labels(queue=queue, status=status).set(count)

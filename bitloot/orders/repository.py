@@ -1,0 +1,147 @@
+"""The orders domain's queries (`queries.sql`): one function per statement, no rules.
+
+Every function takes the caller's connection and never commits; `service` owns the rules.
+"""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+from psycopg.rows import class_row, dict_row
+
+from bitloot.db.queries import QuerySet
+from bitloot.orders.models import Product, ProductInput
+
+Q = QuerySet("bitloot.orders")
+Conn = psycopg.AsyncConnection[Any]
+
+
+async def upsert_product(conn: Conn, product: ProductInput) -> Product:
+    """Add a product, or update every field of an existing one (idempotent on product id)."""
+    async with conn.cursor(row_factory=class_row(Product)) as cur:
+        await cur.execute(Q["upsert_product"], product.model_dump())
+        row = await cur.fetchone()
+    assert row is not None
+    return row
+
+
+async def list_products(conn: Conn) -> list[Product]:
+    """Every catalog row, active or not."""
+    async with conn.cursor(row_factory=class_row(Product)) as cur:
+        await cur.execute(Q["list_products"])
+        return await cur.fetchall()
+
+
+async def products_by_ids(conn: Conn, ids: list[str]) -> dict[str, Product]:
+    """The catalog rows with these ids, by id (missing ids are simply absent)."""
+    async with conn.cursor(row_factory=class_row(Product)) as cur:
+        await cur.execute(Q["products_by_ids"], {"ids": ids})
+        return {p.product_id: p for p in await cur.fetchall()}
+
+
+async def insert_order(
+    conn: Conn,
+    *,
+    user_id: str | None,
+    email: str,
+    currency: str,
+    total: Decimal,
+    idempotency_key: str | None,
+) -> uuid.UUID | None:
+    """Insert an order in `created`; None when the idempotency key was already used."""
+    cur = await conn.execute(
+        Q["insert_order"],
+        {
+            "user_id": user_id,
+            "email": email,
+            "currency": currency,
+            "total_amount": total,
+            "idempotency_key": idempotency_key,
+        },
+    )
+    row = await cur.fetchone()
+    return None if row is None else row[0]
+
+
+async def insert_order_items(conn: Conn, order_id: uuid.UUID, lines: list[dict[str, Any]]) -> None:
+    """Insert the order's lines (`product_id`, `qty`, `unit_price`, `max_cost` each)."""
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            Q["insert_order_item"], [{"order_id": order_id, **line} for line in lines]
+        )
+
+
+async def order_by_idempotency_key(conn: Conn, key: str) -> uuid.UUID | None:
+    """The order an idempotency key made, if any."""
+    cur = await conn.execute(Q["order_by_idempotency_key"], {"key": key})
+    row = await cur.fetchone()
+    return None if row is None else row[0]
+
+
+async def record_invoice(
+    conn: Conn, order_id: uuid.UUID, invoice_id: str, invoice_url: str
+) -> bool:
+    """Attach the invoice and move `created -> waiting`; False if not `created`."""
+    cur = await conn.execute(
+        Q["record_invoice"],
+        {"order_id": order_id, "invoice_id": invoice_id, "invoice_url": invoice_url},
+    )
+    return await cur.fetchone() is not None
+
+
+async def record_invoice_error(conn: Conn, order_id: uuid.UUID, error: str) -> None:
+    """Note why the invoice could not be created; the order stays `created`."""
+    await conn.execute(Q["record_invoice_error"], {"order_id": order_id, "error": error})
+
+
+async def visible_order(conn: Conn, order_id: uuid.UUID, visibility: dict[str, Any]) -> Any:
+    """The order row with its lines (`dict`), or None when missing or not visible."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(Q["get_order"], {"order_id": order_id, **visibility})
+        return await cur.fetchone()
+
+
+async def user_orders_page(
+    conn: Conn, user_id: str, after: tuple[Any, Any], limit: int
+) -> list[dict[str, Any]]:
+    """Up to `limit` of the user's order rows strictly before `after` (created_at, id)."""
+    params = {
+        "user_id": user_id,
+        "after_created_at": after[0],
+        "after_id": after[1],
+        "limit": limit,
+    }
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(Q["list_user_orders"], params)
+        return await cur.fetchall()
+
+
+async def lock_order(conn: Conn, order_id: uuid.UUID) -> tuple[Any, ...] | None:
+    """(id, currency, total_amount, status, fulfillment_status) under `FOR UPDATE`."""
+    cur = await conn.execute(Q["lock_order"], {"order_id": order_id})
+    return await cur.fetchone()
+
+
+async def move_order_status(
+    conn: Conn, order_id: uuid.UUID, from_statuses: list[str], to_status: str, reason: str | None
+) -> bool:
+    """`UPDATE ... WHERE status = ANY(from)`; False when the order was in none of them."""
+    cur = await conn.execute(
+        Q["move_order_status"],
+        {
+            "order_id": order_id,
+            "to_status": to_status,
+            "reason": reason,
+            "from_statuses": from_statuses,
+        },
+    )
+    return await cur.fetchone() is not None
+
+
+async def expire_abandoned_orders(conn: Conn) -> int:
+    """Expire orders never invoiced or never paid in time; how many."""
+    cur = await conn.execute(Q["expire_abandoned_orders"])
+    return len(await cur.fetchall())

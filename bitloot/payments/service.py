@@ -1,0 +1,256 @@
+"""When is an order paid? Applying a verified NOWPayments payment report (an IPN, or the
+reconciler's read of the API): store it once, move the payment forward, move the order.
+
+Everything here runs in the caller's transaction: the webhook row, the payment, the order
+transition and the fulfillment job commit together or not at all. The rule (`_decide`): a
+final payment (`finished`, or `confirmed`/`sending` with `BITLOOT_PAID_ON=confirmed`) in the
+order's currency that covers its total (within `BITLOOT_PAYMENT_TOLERANCE`) pays it and
+queues the fulfillment; less is `underpaid`; another currency `failed`; `failed`,
+`expired` and `refunded` reports end the order so. Re-deposits (child payments) never move
+an order; they are flagged for a human. Reports never move an order backwards.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+import structlog
+
+from bitloot.config import Settings
+from bitloot.db.connect import set_actor
+from bitloot.fulfillment.service import defer_fulfillment, requeue_stuck_orders
+from bitloot.inbox import service as inbox
+from bitloot.inbox.service import EventOutcome
+from bitloot.nowpayments.client import NowPaymentsError
+from bitloot.nowpayments.models import Ipn
+from bitloot.orders import service as orders
+from bitloot.payments import repository
+from bitloot.resources import Resources
+
+IN_PROGRESS = {"confirming", "confirmed", "sending"}
+# Order statuses from which a payment report may still move the order.
+OPEN_ORDER = ["created", "waiting", "confirming"]
+# Settled order statuses a refund may still move (order_status_transitions allows them).
+REFUNDABLE = ["paid", "fulfilled", "underpaid"]
+
+log = structlog.get_logger(__name__)
+BATCH = 100
+
+EnqueueFulfillment = Callable[[psycopg.AsyncConnection[Any], uuid.UUID], Awaitable[None]]
+
+
+def dedup_key(ipn: Ipn) -> str:
+    """One key per (payment, status, amounts): a resend of the same report is a duplicate."""
+
+    def amount(value: Decimal | None) -> str:
+        return "-" if value is None else format(value.normalize(), "f")
+
+    return ":".join(
+        [
+            ipn.payment_id,
+            ipn.payment_status,
+            amount(ipn.actually_paid),
+            amount(ipn.pay_amount),
+            amount(ipn.price_amount),
+        ]
+    )
+
+
+def paid_in_fiat(ipn: Ipn) -> Decimal | None:
+    """How much of the price the customer really sent, in the price currency."""
+    if ipn.price_amount is None:
+        return None
+    if ipn.actually_paid is None or not ipn.pay_amount:
+        return ipn.price_amount if ipn.payment_status == "finished" else None
+    return ipn.price_amount * min(Decimal(1), ipn.actually_paid / ipn.pay_amount)
+
+
+@dataclass(frozen=True)
+class PaymentPolicy:
+    """The settings that decide when a payment pays for an order."""
+
+    paid_on: str = "finished"
+    tolerance: Decimal = Decimal("0")
+
+    @classmethod
+    def of(cls, settings: Settings) -> PaymentPolicy:
+        """The policy the settings configure."""
+        return cls(paid_on=settings.paid_on, tolerance=settings.payment_tolerance)
+
+    def is_final(self, status: str) -> bool:
+        """Whether this status releases fulfillment (`confirmed` also counts when configured)."""
+        if status == "finished":
+            return True
+        return self.paid_on == "confirmed" and status in ("confirmed", "sending")
+
+
+async def apply_ipn(
+    conn: psycopg.AsyncConnection[Any],
+    ipn: Ipn,
+    *,
+    raw_body: str,
+    signature_variant: str,
+    policy: PaymentPolicy,
+    enqueue_fulfillment: EnqueueFulfillment = defer_fulfillment,
+) -> EventOutcome:
+    """Store the report once and apply it; a duplicate changes nothing and says so."""
+    order_id = inbox.order_uuid(ipn.order_id)
+    event_id = await inbox.store(
+        conn,
+        provider="nowpayments",
+        dedup_key=dedup_key(ipn),
+        event_type=ipn.payment_status,
+        external_id=ipn.payment_id,
+        order_id=order_id,
+        raw_body=raw_body,
+        signature_variant=signature_variant,
+    )
+    if event_id is None:
+        return EventOutcome(inbox.DUPLICATE, duplicate=True, order_id=order_id)
+    result = await _apply(conn, ipn, order_id, policy, enqueue_fulfillment)
+    await inbox.finish(conn, event_id, result)
+    return result
+
+
+async def _apply(
+    conn: psycopg.AsyncConnection[Any],
+    ipn: Ipn,
+    order_id: uuid.UUID | None,
+    policy: PaymentPolicy,
+    enqueue_fulfillment: EnqueueFulfillment,
+) -> EventOutcome:
+    if order_id is None:
+        return EventOutcome("unknown_order", needs_attention=True)
+    # Lock the order first: reports for one order are applied one at a time.
+    order = await orders.lock_for_payment(conn, order_id)
+    if order is None:
+        return EventOutcome("unknown_order", needs_attention=True)
+    currency, total, status = order.currency, order.total, order.status
+
+    known = await repository.payment_order(conn, ipn.payment_id)
+    if known is not None and known != order_id:
+        return EventOutcome("payment_belongs_to_another_order", needs_attention=True)
+
+    if not await repository.upsert_payment(conn, _payment_params(ipn, order_id)):
+        return EventOutcome("stale", order_id=order_id)
+
+    if ipn.parent_payment_id is not None:
+        # A re-deposit: a top-up of (or a change to) an earlier payment, never a payment of
+        # the order on its own. Orders are paid by one payment; a human settles the rest.
+        return EventOutcome(f"redeposit_{ipn.payment_status}", needs_attention=True,
+                          order_id=order_id)  # fmt: skip
+    move = _decide(ipn, currency, total, policy)
+    if move is None:
+        return EventOutcome(f"payment_{ipn.payment_status}", order_id=order_id)
+    target, reason, attention = move
+    if status not in OPEN_ORDER and not (target == "refunded" and status in REFUNDABLE):
+        # e.g. a second payment failing after the order was already paid: nothing to move.
+        return EventOutcome(f"order_already_{status}", needs_attention=attention, order_id=order_id)
+    if target == "confirming" and status == "confirming":
+        return EventOutcome("payment_in_progress", order_id=order_id)
+    moved = await orders.move_status(
+        conn,
+        order_id,
+        target,
+        from_statuses=[*OPEN_ORDER, *REFUNDABLE],
+        reason=reason,
+        current=status,
+    )
+    if not moved:
+        return EventOutcome(f"order_already_{status}", needs_attention=True, order_id=order_id)
+    enqueued = False
+    if target == "paid":
+        await enqueue_fulfillment(conn, order_id)
+        enqueued = True
+    return EventOutcome(f"order_{target}", needs_attention=attention, order_id=order_id,
+                      enqueued=enqueued)  # fmt: skip
+
+
+def _decide(
+    ipn: Ipn, currency: str, total: Decimal, policy: PaymentPolicy
+) -> tuple[str, str | None, bool] | None:
+    """The order status this payment report leads to: (status, reason, needs attention)."""
+    status = ipn.payment_status
+    if status in ("failed", "expired", "refunded"):
+        return status, f"payment {ipn.payment_id} {status}", status == "refunded"
+    if status == "partially_paid":
+        return "underpaid", _shortfall(ipn, total, currency), True
+    if policy.is_final(status):
+        if ipn.price_currency is not None and ipn.price_currency != currency:
+            reason = f"paid in {ipn.price_currency}, order is in {currency}"
+            return "failed", reason, True
+        paid = paid_in_fiat(ipn)
+        if paid is None or paid + policy.tolerance < total:
+            return "underpaid", _shortfall(ipn, total, currency), True
+        return "paid", f"payment {ipn.payment_id} {status}", False
+    if status in IN_PROGRESS:
+        return "confirming", None, False
+    return None  # waiting: nothing to do yet
+
+
+def _shortfall(ipn: Ipn, total: Decimal, currency: str) -> str:
+    paid = paid_in_fiat(ipn)
+    shown = "unknown" if paid is None else f"{paid.quantize(Decimal('0.01'))}"
+    return f"paid {shown} of {total} {currency}"
+
+
+def _payment_params(ipn: Ipn, order_id: uuid.UUID) -> dict[str, Any]:
+    return {
+        "payment_id": ipn.payment_id,
+        "order_id": order_id,
+        "invoice_id": ipn.invoice_id,
+        "parent_payment_id": ipn.parent_payment_id,
+        "status": ipn.payment_status,
+        "price_amount": ipn.price_amount,
+        "price_currency": ipn.price_currency,
+        "pay_amount": ipn.pay_amount,
+        "pay_currency": ipn.pay_currency,
+        "actually_paid": ipn.actually_paid,
+        "actually_paid_at_fiat": ipn.actually_paid_at_fiat,
+        "outcome_amount": ipn.outcome_amount,
+        "outcome_currency": ipn.outcome_currency,
+        "provider_updated_at": ipn.updated_at,
+    }
+
+
+# --- reconciliation: the second way a payment is heard of ---------------------------------
+
+
+async def reconcile(res: Resources) -> dict[str, int]:
+    """One pass of the reconciler: push on paid orders that stalled, expire abandoned
+    orders, and re-read unfinished payments from NOWPayments (applied like IPNs)."""
+    minutes = res.settings.reconcile_after_minutes
+    async with res.pool.connection() as conn, conn.transaction():
+        await set_actor(conn, "reconciler")
+        requeued = await requeue_stuck_orders(conn, minutes)
+        expired = await orders.expire_abandoned(conn)
+    rechecked = await recheck_payments(res, minutes) if res.nowpayments is not None else 0
+    return {"requeued": requeued, "expired": expired, "payments_rechecked": rechecked}
+
+
+async def recheck_payments(res: Resources, minutes: int) -> int:
+    """Ask NOWPayments about payments not final and not heard of for `minutes`, and apply
+    each answer exactly like an IPN (so a later IPN saying the same is a duplicate)."""
+    async with res.pool.connection() as conn:
+        payment_ids = await repository.stale_payments(conn, minutes, BATCH)
+    policy = PaymentPolicy.of(res.settings)
+    for payment_id in payment_ids:
+        try:
+            status = await res.nowpayments_client.get_payment(payment_id)
+        except NowPaymentsError as exc:
+            log.warning("reconcile.payment_check_failed", payment_id=payment_id, code=exc.code)
+            continue
+        ipn = Ipn.model_validate(status.model_dump(mode="json"))
+        async with res.pool.connection() as conn, conn.transaction():
+            await set_actor(conn, "reconciler", f"NOWPayments says {ipn.payment_status}")
+            result = await apply_ipn(
+                conn, ipn, raw_body=status.model_dump_json(), signature_variant="api", policy=policy
+            )
+            await repository.touch_payment(conn, payment_id)
+        log.info("reconcile.payment_checked", payment_id=payment_id, outcome=result.outcome)
+    return len(payment_ids)
