@@ -1,1 +1,2 @@
-"""Orders: the catalog, order creation and the order state machine's Python side."""
+"""Orders: the catalog, order creation (idempotent, invoiced) and the one way other domains
+move an order's status (`service`)."""

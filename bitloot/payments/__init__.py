@@ -1,1 +1,3 @@
-"""NOWPayments: IPN signature checking, the API client and its models."""
+"""Payments: when a NOWPayments report pays an order (`service`), the IPN endpoint (`routes`)
+and the reconciler (`tasks`). The NOWPayments client, models and signature are
+`bitloot.nowpayments`."""
