@@ -1,21 +1,22 @@
 """Async client of the Kinguin eCommerce (ESA) API (docs/external-apis.md, Part 1).
 
-Every call sends `X-Api-Key`, has a timeout, and is retried with exponential backoff and
-full jitter on timeouts, connection errors, 429 and 5xx (honouring `Retry-After`, capped
-at `backoff_max * 4`). Permanent errors raise at once.
+Transport, typed errors (`bitloot.kinguin.errors`) and retries. Every call sends
+`X-Api-Key`, has a timeout, and is retried by the providers' shared `RetryPolicy`
+(`bitloot.httpclient`: exponential backoff with full jitter on timeouts, connection errors,
+429 and 5xx, honouring `Retry-After` capped at `backoff_max * 4`). Permanent errors raise
+at once.
 
 `place_order` is the one call that is not safe to repeat blindly: after a timeout or a 5xx
-the order may exist even though we never saw the answer. So on any such ambiguous failure
-it first searches by `orderExternalId` and returns the order it finds; only when there is
-none does it send the POST again. A reused `orderExternalId` is refused by Kinguin (its
-exact error kind is UNCONFIRMED), so a `ConstraintViolation` or `OrderFailed` answer also
-triggers the search: whichever way Kinguin reports the duplicate, the caller gets the one
-order that exists and never buys twice.
+the order may exist even though we never saw the answer, and a reused `orderExternalId` is
+refused (as `ConstraintViolation` or `OrderFailed`: the exact kind is UNCONFIRMED). So after
+any such failure its retry calls the caller's required `recover` hook before anything else
+and returns the order the hook finds; only when there is none is the POST sent again. The
+rule of how that order is found, and why it keeps a purchase exactly-once, lives in
+`bitloot.fulfillment.purchase` (`recover_placed`), not here.
 """
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -28,7 +29,7 @@ import aiohttp
 import structlog
 from pydantic import BaseModel, ValidationError
 
-from bitloot.httpclient import SessionClient
+from bitloot.httpclient import Rescue, RetryPolicy, SessionClient, Sleep, parse_retry_after
 from bitloot.kinguin.errors import (
     ConstraintViolationError,
     KinguinConnectionError,
@@ -41,7 +42,6 @@ from bitloot.kinguin.errors import (
     OrderNotFoundError,
     ProductUnavailableError,
     classify_error,
-    parse_retry_after,
 )
 from bitloot.kinguin.models import (
     Balance,
@@ -62,16 +62,16 @@ OnCall = Callable[[str, float, str], None]
 """Latency hook: `(endpoint, seconds, outcome)` once per HTTP attempt; outcome `ok` or an
 error's `outcome` label (`timeout`, `connection_error`, `rate_limited`, ...)."""
 
-Sleep = Callable[[float], Awaitable[None]]
-
 RecoverHook = Callable[[KinguinError], Awaitable[Order | None]]
-"""Called by `place_order` after an ambiguous failure, before any re-send: the order that
-already exists for the external id, or None (`bitloot.fulfillment.purchase`)."""
+"""Called by `place_order` after an ambiguous failure or a duplicate-like refusal, before
+any re-send: the order that already exists for the external id, or None. The rule is
+`bitloot.fulfillment.purchase.recover_placed`."""
 
 KEYS_PAGE_LIMIT = 100  # the documented maximum page size
 MAX_KEY_PAGES = 200  # far beyond 10 products x 1000 wholesale units / 100 per page
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -108,18 +108,19 @@ class KinguinClient(SessionClient):
     ) -> None:
         if not api_key:
             raise ValueError("Kinguin api_key is empty")
-        if max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
+        self._retry = RetryPolicy(
+            KinguinRetryableError,
+            attempts=max_attempts,
+            backoff_base=backoff_base,
+            backoff_max=backoff_max,
+            rng=rng,
+            sleep=sleep,
+        )
         self._base_url = base_url.rstrip("/")
         self._api_key = api_key
         self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._max_attempts = max_attempts
-        self._backoff_base = backoff_base
-        self._backoff_max = backoff_max
         self._init_session(session, self._timeout)
         self._on_call = on_call
-        self._rng = rng or random.Random()  # noqa: S311 (jitter, not security)
-        self._sleep: Sleep = sleep or asyncio.sleep
 
     def __repr__(self) -> str:
         return f"KinguinClient(base_url={self._base_url!r})"
@@ -131,14 +132,14 @@ class KinguinClient(SessionClient):
         products: list[OrderProductRequest],
         order_external_id: str,
         *,
-        recover: RecoverHook | None = None,
+        recover: RecoverHook,
     ) -> Order:
         """Place an order (`POST /v2/order`, 201), never twice for one external id.
 
         After an ambiguous failure (timeout, broken connection, 429/5xx) or a
-        `ConstraintViolation`/`OrderFailed` refusal, the order is first looked up by
-        `order_external_id` and returned if it exists; the POST is only re-sent when no
-        such order exists and the failure was retryable.
+        `ConstraintViolation`/`OrderFailed` refusal, `recover` is asked first and the order
+        it finds is returned; the POST is only re-sent when it finds none and the failure
+        was retryable.
         """
         try:
             request = PlaceOrderRequest(products=products, order_external_id=order_external_id)
@@ -146,37 +147,24 @@ class KinguinClient(SessionClient):
             raise ConstraintViolationError("ConstraintViolation", None, _summarise(exc)) from None
         call = _Call("place_order", "POST", "/v2/order", body=dump_json(request.to_wire()))
 
-        async def default_recover(exc: KinguinError) -> Order | None:
-            return await self._recover_order(order_external_id, exc)
+        async def attempt() -> Order:
+            order = _parse(Order, await self._send(call))
+            log.info(
+                "kinguin.order_placed",
+                order_id=order.order_id,
+                order_external_id=order_external_id,
+                status=order.status,
+            )
+            return order
 
-        recover = recover or default_recover
-        attempt = 1
-        while True:
-            try:
-                order = _parse(Order, await self._send(call))
-            except (ConstraintViolationError, OrderFailedError) as exc:
-                existing = await recover(exc)
-                if existing is None:
-                    raise
-                return existing
-            except KinguinRetryableError as exc:
-                if _may_have_reached_kinguin(exc):
-                    existing = await recover(exc)
-                    if existing is not None:
-                        return existing
-                if attempt >= self._max_attempts:
-                    self._log_gave_up(call.endpoint, attempt, exc)
-                    raise
-                await self._backoff(call.endpoint, attempt, exc)
-                attempt += 1
-            else:
-                log.info(
-                    "kinguin.order_placed",
-                    order_id=order.order_id,
-                    order_external_id=order_external_id,
-                    status=order.status,
-                )
-                return order
+        async def rescue(exc: Exception) -> Order | None:
+            if isinstance(exc, ConstraintViolationError | OrderFailedError) or (
+                isinstance(exc, KinguinRetryableError) and _may_have_reached_kinguin(exc)
+            ):
+                return await recover(exc)
+            return None
+
+        return await self._with_retries(call.endpoint, attempt, rescue=rescue)
 
     async def get_order(self, order_id: str) -> Order:
         """Fetch one order (`GET /v1/order/{orderId}`); unknown ids raise OrderNotFoundError."""
@@ -240,16 +228,37 @@ class KinguinClient(SessionClient):
 
     async def _call(self, call: _Call) -> Any:
         """Send with retries on retryable errors; return the parsed JSON body."""
-        attempt = 1
-        while True:
-            try:
-                return await self._send(call)
-            except KinguinRetryableError as exc:
-                if attempt >= self._max_attempts:
-                    self._log_gave_up(call.endpoint, attempt, exc)
-                    raise
-                await self._backoff(call.endpoint, attempt, exc)
-                attempt += 1
+        return await self._with_retries(call.endpoint, lambda: self._send(call))
+
+    async def _with_retries(
+        self,
+        endpoint: str,
+        attempt: Callable[[], Awaitable[T]],
+        *,
+        rescue: Rescue[T] | None = None,
+    ) -> T:
+        def before_retry(exc: KinguinRetryableError, failed: int, delay: float) -> None:
+            log.warning(
+                "kinguin.request_retry",
+                endpoint=endpoint,
+                attempt=failed,
+                delay=round(delay, 3),
+                kind=exc.kind,
+                status=exc.status,
+            )
+
+        def gave_up(exc: KinguinRetryableError, attempts: int) -> None:
+            log.warning(
+                "kinguin.request_failed",
+                endpoint=endpoint,
+                attempts=attempts,
+                kind=exc.kind,
+                status=exc.status,
+            )
+
+        return await self._retry.call(
+            attempt, before_retry=before_retry, gave_up=gave_up, rescue=rescue
+        )
 
     async def _send(self, call: _Call) -> Any:
         """One HTTP attempt: the parsed 2xx body, or a classified KinguinError."""
@@ -328,46 +337,7 @@ class KinguinClient(SessionClient):
     def _scrub(self, text: str) -> str:
         return text.replace(self._api_key, "***")
 
-    # --- retries and reporting --------------------------------------------------------
-
-    def _delay(self, attempt: int, exc: KinguinRetryableError) -> float:
-        if exc.retry_after is not None:
-            return min(exc.retry_after, self._backoff_max * 4)
-        ceiling = min(self._backoff_max, self._backoff_base * 2 ** (attempt - 1))
-        return self._rng.uniform(0, ceiling)
-
-    async def _backoff(self, endpoint: str, attempt: int, exc: KinguinRetryableError) -> None:
-        delay = self._delay(attempt, exc)
-        log.warning(
-            "kinguin.request_retry",
-            endpoint=endpoint,
-            attempt=attempt,
-            delay=round(delay, 3),
-            kind=exc.kind,
-            status=exc.status,
-        )
-        await self._sleep(delay)
-
-    def _log_gave_up(self, endpoint: str, attempt: int, exc: KinguinError) -> None:
-        log.warning(
-            "kinguin.request_failed",
-            endpoint=endpoint,
-            attempts=attempt,
-            kind=exc.kind,
-            status=exc.status,
-        )
-
-    async def _recover_order(self, order_external_id: str, cause: KinguinError) -> Order | None:
-        existing = await self.find_order_by_external_id(order_external_id)
-        if existing is not None:
-            log.warning(
-                "kinguin.order_recovered",
-                order_id=existing.order_id,
-                order_external_id=order_external_id,
-                cause=cause.kind,
-                status=existing.status,
-            )
-        return existing
+    # --- reporting --------------------------------------------------------------------
 
     def _report(self, endpoint: str, seconds: float, outcome: str) -> None:
         if self._on_call is None:

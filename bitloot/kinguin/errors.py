@@ -10,9 +10,6 @@ client of the API key; they never hold a request or a response body, so never a 
 
 from __future__ import annotations
 
-import math
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import ClassVar
 
 MAX_DETAIL_CHARS = 300
@@ -80,7 +77,8 @@ class KinguinResponseError(KinguinPermanentError):
 class KinguinRetryableError(KinguinError):
     """A transient failure: the same request may succeed later.
 
-    `retry_after` is the server's `Retry-After` hint in seconds, when it sent one.
+    `retry_after` is the server's `Retry-After` hint in seconds, when it sent one (read by
+    `bitloot.httpclient.parse_retry_after`; the retry policy caps the wait).
     """
 
     retryable = True
@@ -169,22 +167,3 @@ def classify_error(
     if status == 404:
         return not_found(label, status, detail, trace=trace, property_path=property_path)
     return KinguinResponseError(label, status, detail, trace=trace, property_path=property_path)
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """`Retry-After` as seconds: a number of seconds or an HTTP date; None if unusable."""
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    if not math.isfinite(seconds):
-        return None
-    return max(0.0, seconds)

@@ -1,18 +1,17 @@
 """A small typed async client for the NOWPayments endpoints a shop needs.
 
-Retries with exponential backoff and jitter on timeouts, connection errors, 429 (honouring
-``Retry-After``, capped) and 5xx; any other 4xx fails at once. The API key travels only in
-the ``x-api-key`` header: it is never logged, never in an exception message, never in a repr.
+Retries through the providers' shared ``RetryPolicy`` (``bitloot.httpclient``: exponential
+backoff with full jitter) on timeouts, connection errors, 429 (honouring ``Retry-After``,
+capped at ``retry_after_cap``) and 5xx; any other 4xx fails at once. The API key travels
+only in the ``x-api-key`` header: it is never logged, never in an exception message, never
+in a repr.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
-from datetime import UTC, datetime
 from decimal import Decimal
-from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -20,7 +19,13 @@ import aiohttp
 import structlog
 from pydantic import BaseModel, ValidationError
 
-from bitloot.httpclient import SessionClient
+from bitloot.httpclient import (
+    BeforeRetry,
+    RetryPolicy,
+    SessionClient,
+    Sleep,
+    parse_retry_after,
+)
 from bitloot.nowpayments.models import Invoice, PaymentStatus, invalid_fields
 from bitloot.nowpayments.signature import RawNumber, dump_json
 
@@ -48,7 +53,8 @@ class NowPaymentsError(Exception):
         self.status = status
         self.code = code
         self.retryable = retryable
-        # Seconds the server asked us to wait (429 Retry-After), uncapped.
+        # Seconds the server asked us to wait (429 Retry-After), as parsed; the retry
+        # policy caps its own wait at `retry_after_cap`.
         self.retry_after = retry_after
 
 
@@ -56,22 +62,19 @@ def _retryable_status(status: int) -> bool:
     return status == 429 or status >= 500
 
 
-def _retry_after_seconds(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or HTTP-date), or None."""
-    if not value:
-        return None
-    text = value.strip()
-    try:
-        return max(0.0, float(text))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+def _log_retry(method: str, path: str) -> BeforeRetry[NowPaymentsError]:
+    def before_retry(error: NowPaymentsError, attempt: int, delay: float) -> None:
+        log.warning(
+            "nowpayments.request_retry",
+            method=method,
+            path=path,
+            attempt=attempt,
+            status=error.status,
+            code=error.code,
+            delay_s=round(delay, 3),
+        )
+
+    return before_retry
 
 
 class NowPaymentsClient(SessionClient):
@@ -87,15 +90,22 @@ class NowPaymentsClient(SessionClient):
         backoff_base: float = 0.2,
         retry_after_cap: float = 30.0,
         session: aiohttp.ClientSession | None = None,
+        rng: random.Random | None = None,
+        sleep: Sleep | None = None,
     ) -> None:
-        if max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
+        self._retry = RetryPolicy(
+            NowPaymentsError,
+            retry_if=lambda error: error.retryable,
+            attempts=max_attempts,
+            backoff_base=backoff_base,
+            backoff_max=_MAX_BACKOFF_S,
+            retry_after_cap=retry_after_cap,
+            rng=rng,
+            sleep=sleep,
+        )
         self._base_url = base_url.rstrip("/")
         self._api_key = api_key
         self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._max_attempts = max_attempts
-        self._backoff_base = backoff_base
-        self._retry_after_cap = retry_after_cap
         self._init_session(session)
 
     def __repr__(self) -> str:
@@ -154,26 +164,11 @@ class NowPaymentsClient(SessionClient):
     ) -> Any:
         # A retried POST /invoice after a timeout may create a second invoice; that is
         # harmless (an unused link) and NOWPayments offers no idempotency key to prevent it.
-        max_attempts = attempts or self._max_attempts
-        attempt = 1
-        while True:
-            try:
-                return await self._attempt(method, path, expected, body)
-            except NowPaymentsError as error:
-                if not error.retryable or attempt >= max_attempts:
-                    raise
-                delay = self._backoff(attempt, error.retry_after)
-                log.warning(
-                    "nowpayments.request_retry",
-                    method=method,
-                    path=path,
-                    attempt=attempt,
-                    status=error.status,
-                    code=error.code,
-                    delay_s=round(delay, 3),
-                )
-            await asyncio.sleep(delay)
-            attempt += 1
+        return await self._retry.call(
+            lambda: self._attempt(method, path, expected, body),
+            attempts=attempts,
+            before_retry=_log_retry(method, path),
+        )
 
     async def _attempt(
         self, method: str, path: str, expected: int, body: dict[str, Any] | None
@@ -192,7 +187,7 @@ class NowPaymentsClient(SessionClient):
             ) as resp:
                 text = await resp.text()
                 if resp.status != expected:
-                    retry_after = _retry_after_seconds(resp.headers.get("Retry-After"))
+                    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
                     raise self._http_error(method, path, resp.status, text, retry_after)
                 return self._decode(text, path, resp.status)
         except TimeoutError:  # aiohttp's timeout errors subclass TimeoutError too
@@ -202,13 +197,6 @@ class NowPaymentsClient(SessionClient):
             # The aiohttp error is not chained: its request_info holds our headers.
             msg = self._redact(f"NOWPayments {method} {path} failed: {type(exc).__name__}: {exc}")
             raise NowPaymentsError(msg, code="CONNECTION_ERROR", retryable=True) from None
-
-    def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return min(retry_after, self._retry_after_cap)
-        base = min(self._backoff_base * 2.0 ** (attempt - 1), _MAX_BACKOFF_S)
-        # Jitter spreads retries of many workers; it needs no cryptographic randomness.
-        return base * random.uniform(0.5, 1.5)  # noqa: S311
 
     def _redact(self, text: str) -> str:
         return text.replace(self._api_key, "***") if self._api_key else text

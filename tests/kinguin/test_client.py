@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from structlog.testing import capture_logs
 from waiting import wait_until
 
+from bitloot.fulfillment.purchase import recover_placed
 from bitloot.kinguin.client import KinguinClient
 from bitloot.kinguin.errors import (
     AuthorizationError,
@@ -31,11 +32,11 @@ from bitloot.kinguin.errors import (
     ProductUnavailableError,
     RateLimitedError,
     classify_error,
-    parse_retry_after,
 )
 from bitloot.kinguin.models import (
     ErrorBody,
     Key,
+    Order,
     OrderProductRequest,
     OrderStatusEvent,
     dump_json,
@@ -125,6 +126,15 @@ def buy(product_id: str = TEXT_PRODUCT_ID, qty: int = 1, price: str = "50") -> O
     return OrderProductRequest(product_id=product_id, qty=qty, price=Decimal(price))
 
 
+async def place(
+    kinguin: KinguinClient, products: list[OrderProductRequest], external_id: str
+) -> Order:
+    """`place_order` with the product's recovery rule (bitloot.fulfillment.purchase)."""
+    return await kinguin.place_order(
+        products, external_id, recover=recover_placed(kinguin, external_id)
+    )
+
+
 # --- happy paths ----------------------------------------------------------------------
 
 
@@ -144,7 +154,7 @@ async def test_get_product_parses_offers(harness: Harness) -> None:
 
 async def test_place_get_and_find_order(harness: Harness) -> None:
     async with harness.client() as kinguin:
-        placed = await kinguin.place_order([buy(qty=2, price="9.49")], "bitloot-1")
+        placed = await place(kinguin, [buy(qty=2, price="9.49")], "bitloot-1")
         assert placed.status == "processing" and placed.order_external_id == "bitloot-1"
         assert placed.total_price == Decimal("18.98")
         assert placed.created_at.utcoffset() == timedelta(0)
@@ -165,7 +175,7 @@ async def test_place_get_and_find_order(harness: Harness) -> None:
 async def test_get_keys_pages_past_one_page(harness: Harness) -> None:
     products = [buy(TEXT_PRODUCT_ID, 9), buy(MIXED_PRODUCT_ID, 9), buy(IMAGE_PRODUCT_ID, 9)]
     async with harness.client() as kinguin:
-        order = await kinguin.place_order(products, "many-keys")
+        order = await place(kinguin, products, "many-keys")
         await harness.control("POST", f"/orders/{order.order_id}/complete")
         keys = await kinguin.get_keys(order.order_id, page_size=10)
     assert len(keys) == 27 and len({k.id for k in keys}) == 27
@@ -179,13 +189,13 @@ async def test_get_keys_pages_past_one_page(harness: Harness) -> None:
 async def test_get_keys_returns_what_is_delivered_so_far(harness: Harness) -> None:
     await harness.control("POST", "/delivery", {"delay": 60, "instant_keys": 2})
     async with harness.client() as kinguin:
-        order = await kinguin.place_order([buy(qty=5)], "partial")
+        order = await place(kinguin, [buy(qty=5)], "partial")
         assert len(await kinguin.get_keys(order.order_id)) == 2
 
 
 async def test_image_keys_decode_to_real_images(harness: Harness) -> None:
     async with harness.client() as kinguin:
-        order = await kinguin.place_order([buy(IMAGE_PRODUCT_ID, 6)], "images")
+        order = await place(kinguin, [buy(IMAGE_PRODUCT_ID, 6)], "images")
         await harness.control("POST", f"/orders/{order.order_id}/complete")
         keys = await kinguin.get_keys(order.order_id)
     assert {k.type for k in keys} <= {"image/png", "image/jpeg"}
@@ -202,7 +212,7 @@ async def test_text_key_plaintext_is_utf8(harness: Harness) -> None:
         product_id=MIXED_PRODUCT_ID, qty=3, price=Decimal("20"), key_type="text"
     )
     async with harness.client() as kinguin:
-        order = await kinguin.place_order([request], "texts")
+        order = await place(kinguin, [request], "texts")
         await harness.control("POST", f"/orders/{order.order_id}/complete")
         keys = await kinguin.get_keys(order.order_id)
     assert {k.type for k in keys} == {"text/plain"}
@@ -228,7 +238,7 @@ async def test_server_side_constraint_violation(harness: Harness) -> None:
     )
     async with harness.client() as kinguin:
         with pytest.raises(ConstraintViolationError) as caught:
-            await kinguin.place_order([too_many], "bad")
+            await place(kinguin, [too_many], "bad")
     assert (caught.value.status, caught.value.property_path) == (400, "products[0].qty")
     assert [e for e, _ in harness.calls] == ["place_order", "find_order"]
 
@@ -236,19 +246,19 @@ async def test_server_side_constraint_violation(harness: Harness) -> None:
 async def test_client_side_validation_is_constraint_violation(harness: Harness) -> None:
     async with harness.client() as kinguin:
         with pytest.raises(ConstraintViolationError):
-            await kinguin.place_order([buy(), buy()], "dup-products")
+            await place(kinguin, [buy(), buy()], "dup-products")
     assert harness.calls == []
 
 
 async def test_product_unavailable_and_insufficient_balance(harness: Harness) -> None:
     async with harness.client() as kinguin:
         with pytest.raises(ProductUnavailableError) as below:
-            await kinguin.place_order([buy(price="1.00")], "too-cheap")
+            await place(kinguin, [buy(price="1.00")], "too-cheap")
         with pytest.raises(ProductUnavailableError) as sold_out:
             await kinguin.get_product(SOLD_OUT_PRODUCT_ID)
         await harness.control("POST", "/balance", {"balance": 5})
         with pytest.raises(InsufficientBalanceError) as broke:
-            await kinguin.place_order([buy()], "broke")
+            await place(kinguin, [buy()], "broke")
     assert (below.value.status, sold_out.value.status, broke.value.status) == (422, 404, 422)
     assert await harness.sim_orders() == []
 
@@ -261,7 +271,7 @@ async def test_order_failed_and_order_not_found(harness: Harness) -> None:
     )
     async with harness.client() as kinguin:
         with pytest.raises(OrderFailedError):
-            await kinguin.place_order([buy()], "fails")
+            await place(kinguin, [buy()], "fails")
         with pytest.raises(OrderNotFoundError):
             await kinguin.get_order("NOSUCHORDER")
         with pytest.raises(OrderNotFoundError):
@@ -349,7 +359,7 @@ async def test_refused_connection_is_retryable_and_not_ambiguous() -> None:
         on_call=lambda endpoint, seconds, outcome: calls.append(endpoint),
     ) as kinguin:
         with pytest.raises(KinguinConnectionError) as caught:
-            await kinguin.place_order([buy()], "nowhere")
+            await place(kinguin, [buy()], "nowhere")
     assert caught.value.retryable and not caught.value.request_sent
     assert calls == ["place_order", "place_order"]  # no search: it was never sent
     assert API_KEY not in str(caught.value)
@@ -373,7 +383,7 @@ async def test_lost_5xx_answer_recovers_the_placed_order(harness: Harness) -> No
         {"status": 500, "count": 1, "endpoints": ["place_order"], "when": "after"},
     )
     async with harness.client() as kinguin:
-        order = await kinguin.place_order([buy()], "lost-500")
+        order = await place(kinguin, [buy()], "lost-500")
     orders = await harness.sim_orders()
     assert [o["orderId"] for o in orders] == [order.order_id]
     assert [e for e, _ in harness.calls] == ["place_order", "find_order"]
@@ -386,7 +396,7 @@ async def test_timeout_after_placement_recovers_without_buying_twice(harness: Ha
         {"seconds": 0.6, "count": 1, "endpoints": ["place_order"], "when": "after"},
     )
     async with harness.client(timeout=0.3) as kinguin:
-        order = await kinguin.place_order([buy()], "slow-answer")
+        order = await place(kinguin, [buy()], "slow-answer")
     assert order.order_external_id == "slow-answer"
     assert len(await harness.sim_orders()) == 1
 
@@ -398,7 +408,7 @@ async def test_timeout_before_placement_never_buys_twice(harness: Harness) -> No
         "POST", "/faults/latency", {"seconds": 0.5, "count": 1, "endpoints": ["place_order"]}
     )
     async with harness.client(timeout=0.2) as kinguin:
-        order = await kinguin.place_order([buy()], "slow-request")
+        order = await place(kinguin, [buy()], "slow-request")
     sent = [e for e, _ in harness.calls].count("place_order")
     assert sent >= 2  # the slow POST was abandoned and sent again
     # Not "wait and see": the simulator has finished every POST the client sent, the
@@ -414,8 +424,8 @@ async def test_timeout_before_placement_never_buys_twice(harness: Harness) -> No
 async def test_reused_external_id_returns_the_existing_order(harness: Harness, mode: str) -> None:
     await harness.control("POST", "/config", {"duplicate_external_id": mode})
     async with harness.client() as kinguin:
-        first = await kinguin.place_order([buy()], "crash-recovery")
-        second = await kinguin.place_order([buy()], "crash-recovery")
+        first = await place(kinguin, [buy()], "crash-recovery")
+        second = await place(kinguin, [buy()], "crash-recovery")
     assert second.order_id == first.order_id
     assert len(await harness.sim_orders()) == 1
 
@@ -426,7 +436,7 @@ async def test_place_order_gives_up_after_max_attempts(harness: Harness) -> None
     )
     async with harness.client(max_attempts=3) as kinguin:
         with pytest.raises(KinguinServerError):
-            await kinguin.place_order([buy()], "never")
+            await place(kinguin, [buy()], "never")
     assert [e for e, _ in harness.calls] == ["place_order", "find_order"] * 3
     assert await harness.sim_orders() == []
 
@@ -460,7 +470,7 @@ def test_serial_never_in_validation_errors(payload: dict[str, Any]) -> None:
 async def test_client_logs_and_errors_never_hold_serials(harness: Harness) -> None:
     with capture_logs() as logs:
         async with harness.client() as kinguin:
-            order = await kinguin.place_order([buy(MIXED_PRODUCT_ID, 4)], "quiet")
+            order = await place(kinguin, [buy(MIXED_PRODUCT_ID, 4)], "quiet")
             await harness.control("POST", f"/orders/{order.order_id}/complete")
             keys = await kinguin.get_keys(order.order_id)
     serials = [k.serial.get_secret_value() for k in keys]
@@ -504,13 +514,6 @@ def test_error_body_accepts_title_or_type() -> None:
         {"kind": "Error", "status": 500, "type": "Internal Server Error", "detail": "d"}
     )
     assert documented.title == "Bad Request" and observed.type == "Internal Server Error"
-
-
-def test_parse_retry_after() -> None:
-    assert parse_retry_after("2") == 2.0
-    assert parse_retry_after("-1") == 0.0
-    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
-    assert parse_retry_after("soon") is None and parse_retry_after(None) is None
 
 
 def test_decimals_travel_exactly() -> None:

@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 from bitloot.fulfillment import collect
+from bitloot.fulfillment.purchase import recover_placed
 from bitloot.fulfillment.service import run_fulfillment
 from bitloot.kinguin.errors import KinguinServerError
 from bitloot.kinguin.models import OrderProductRequest
@@ -154,7 +155,10 @@ async def test_crash_after_placing_before_recording(
     line = OrderProductRequest(
         product_id=TEXT_PRODUCT_ID, qty=1, price=Decimal("15.00"), key_type="text"
     )
-    placed = await runtime.kinguin.place_order([line], str(order_id))
+    kinguin = runtime.kinguin_client
+    placed = await kinguin.place_order(
+        [line], str(order_id), recover=recover_placed(kinguin, str(order_id))
+    )
     kinguin_calls.calls.clear()
 
     await run_fulfillment(runtime, order_id)
