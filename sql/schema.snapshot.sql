@@ -802,6 +802,8 @@ COMMENT ON TABLE public.webhook_events IS 'Every verified webhook exactly once (
 
 COMMENT ON COLUMN public.webhook_events.order_id IS 'The order it names, if any; no foreign key, so events for unknown orders are kept too.';
 
+COMMENT ON COLUMN public.webhook_events.outcome IS 'What applying the event did: one of webhook_outcomes (see its meaning column); NULL until processed. Written in the same transaction as the business change.';
+
 COMMENT ON COLUMN public.webhook_events.needs_attention IS 'Flagged for admins: unknown order, currency mismatch, underpayment and the like.';
 
 CREATE VIEW public.fulfillment_timeline AS
@@ -1046,6 +1048,22 @@ ALTER TABLE public.webhook_events ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTI
     CACHE 1
 );
 
+CREATE TABLE public.webhook_outcomes (
+    outcome text NOT NULL,
+    provider text,
+    meaning text NOT NULL,
+    CONSTRAINT webhook_outcomes_meaning_check CHECK ((meaning <> ''::text)),
+    CONSTRAINT webhook_outcomes_provider_check CHECK ((provider = ANY (ARRAY['nowpayments'::text, 'kinguin'::text])))
+);
+
+COMMENT ON TABLE public.webhook_outcomes IS 'Every value webhook_events.outcome may hold, with what it means; the code''s Outcome enum (bitloot/inbox/outcomes.py) lists the same values.';
+
+COMMENT ON COLUMN public.webhook_outcomes.outcome IS 'The value stored in webhook_events.outcome.';
+
+COMMENT ON COLUMN public.webhook_outcomes.provider IS 'The provider whose events produce it: nowpayments or kinguin; NULL for both.';
+
+COMMENT ON COLUMN public.webhook_outcomes.meaning IS 'What applying the event did, in one line; "flagged" means needs_attention is set.';
+
 CREATE TABLE public.yoyo_lock (
     locked integer DEFAULT 1 NOT NULL,
     ctime timestamp without time zone,
@@ -1147,6 +1165,9 @@ ALTER TABLE ONLY public.webhook_events
 
 ALTER TABLE ONLY public.webhook_events
     ADD CONSTRAINT webhook_events_provider_dedup_key_key UNIQUE (provider, dedup_key);
+
+ALTER TABLE ONLY public.webhook_outcomes
+    ADD CONSTRAINT webhook_outcomes_pkey PRIMARY KEY (outcome);
 
 ALTER TABLE ONLY public.yoyo_lock
     ADD CONSTRAINT yoyo_lock_pkey PRIMARY KEY (locked);
@@ -1278,3 +1299,6 @@ ALTER TABLE ONLY public.procrastinate_jobs
 
 ALTER TABLE ONLY public.procrastinate_periodic_defers
     ADD CONSTRAINT procrastinate_periodic_defers_job_id_fkey FOREIGN KEY (job_id) REFERENCES public.procrastinate_jobs(id);
+
+ALTER TABLE ONLY public.webhook_events
+    ADD CONSTRAINT webhook_events_outcome_fkey FOREIGN KEY (outcome) REFERENCES public.webhook_outcomes(outcome);

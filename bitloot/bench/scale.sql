@@ -66,7 +66,7 @@ INSERT INTO webhook_events (provider, dedup_key, event_type, external_id, order_
 SELECT 'nowpayments', 'scale:' || g || ':finished', 'finished', (4000000000 + g)::text,
        md5(%(ns)s || ':order:' || g)::uuid,
        '{"payment_id":' || (4000000000 + g) || ',"payment_status":"finished"}', 'sorted',
-       t + interval '60 seconds', t + interval '60 seconds', 'paid'
+       t + interval '60 seconds', t + interval '60 seconds', 'order_paid'
   FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS g,
        LATERAL (SELECT %(t0)s::timestamptz + g * interval '20 seconds' AS t) AS at
  WHERE g %% %(every)s = 0;

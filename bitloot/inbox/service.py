@@ -6,6 +6,9 @@ The pattern, for every provider, inside the caller's one transaction:
     outcome = ...apply the business change...
     await inbox.finish(conn, event_id, outcome)
 
+`outcome` is one `Outcome` (bitloot/inbox/outcomes.py): a closed list the database also
+holds (`webhook_outcomes`, referenced by `webhook_events.outcome`).
+
 `UNIQUE (provider, dedup_key)` makes the insert the deduplication: a resent, replayed or
 concurrent copy of the same event inserts nothing and changes nothing. The outcome is
 committed together with the business change, or neither is.
@@ -15,29 +18,40 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import psycopg
 
 from bitloot.db.queries import QuerySet
+from bitloot.inbox.outcomes import Outcome, Provider
+
+__all__ = [
+    "DUPLICATE",
+    "Conn",
+    "EventOutcome",
+    "Outcome",
+    "Provider",
+    "finish",
+    "order_uuid",
+    "store",
+]
 
 Q = QuerySet("bitloot.inbox")
 Conn = psycopg.AsyncConnection[Any]
-Provider = Literal["nowpayments", "kinguin"]
 
 
 @dataclass(frozen=True)
 class EventOutcome:
     """What applying one webhook did; `outcome` and `needs_attention` are stored on its row."""
 
-    outcome: str
+    outcome: Outcome
     duplicate: bool = False
     needs_attention: bool = False
     order_id: uuid.UUID | None = None  # the order it was matched to
     enqueued: bool = False  # whether it queued a fulfillment job
 
 
-DUPLICATE = "duplicate"
+DUPLICATE = Outcome.DUPLICATE
 
 
 async def store(

@@ -25,7 +25,7 @@ from bitloot.config import Settings
 from bitloot.db.connect import set_actor
 from bitloot.fulfillment.service import defer_fulfillment, requeue_stuck_orders
 from bitloot.inbox import service as inbox
-from bitloot.inbox.service import EventOutcome
+from bitloot.inbox.service import EventOutcome, Outcome
 from bitloot.nowpayments.client import NowPaymentsError
 from bitloot.nowpayments.models import Ipn
 from bitloot.orders import service as orders
@@ -111,7 +111,7 @@ async def apply_ipn(
         signature_variant=signature_variant,
     )
     if event_id is None:
-        return EventOutcome(inbox.DUPLICATE, duplicate=True, order_id=order_id)
+        return EventOutcome(Outcome.DUPLICATE, duplicate=True, order_id=order_id)
     result = await _apply(conn, ipn, order_id, policy, enqueue_fulfillment)
     await inbox.finish(conn, event_id, result)
     return result
@@ -125,34 +125,36 @@ async def _apply(
     enqueue_fulfillment: EnqueueFulfillment,
 ) -> EventOutcome:
     if order_id is None:
-        return EventOutcome("unknown_order", needs_attention=True)
+        return EventOutcome(Outcome.UNKNOWN_ORDER, needs_attention=True)
     # Lock the order first: reports for one order are applied one at a time.
     order = await orders.lock_for_payment(conn, order_id)
     if order is None:
-        return EventOutcome("unknown_order", needs_attention=True)
+        return EventOutcome(Outcome.UNKNOWN_ORDER, needs_attention=True)
     currency, total, status = order.currency, order.total, order.status
 
     known = await repository.payment_order(conn, ipn.payment_id)
     if known is not None and known != order_id:
-        return EventOutcome("payment_belongs_to_another_order", needs_attention=True)
+        return EventOutcome(Outcome.PAYMENT_BELONGS_TO_ANOTHER_ORDER, needs_attention=True)
 
     if not await repository.upsert_payment(conn, _payment_params(ipn, order_id)):
-        return EventOutcome("stale", order_id=order_id)
+        return EventOutcome(Outcome.STALE, order_id=order_id)
 
     if ipn.parent_payment_id is not None:
         # A re-deposit: a top-up of (or a change to) an earlier payment, never a payment of
         # the order on its own. Orders are paid by one payment; a human settles the rest.
-        return EventOutcome(f"redeposit_{ipn.payment_status}", needs_attention=True,
+        return EventOutcome(Outcome.redeposit(ipn.payment_status), needs_attention=True,
                           order_id=order_id)  # fmt: skip
     move = _decide(ipn, currency, total, policy)
     if move is None:
-        return EventOutcome(f"payment_{ipn.payment_status}", order_id=order_id)
+        # Only `waiting` leads nowhere (every other status moves or settles the order).
+        return EventOutcome(Outcome.PAYMENT_WAITING, order_id=order_id)
     target, reason, attention = move
     if status not in OPEN_ORDER and not (target == "refunded" and status in REFUNDABLE):
         # e.g. a second payment failing after the order was already paid: nothing to move.
-        return EventOutcome(f"order_already_{status}", needs_attention=attention, order_id=order_id)
+        outcome = Outcome.order_already(status)
+        return EventOutcome(outcome, needs_attention=attention, order_id=order_id)
     if target == "confirming" and status == "confirming":
-        return EventOutcome("payment_in_progress", order_id=order_id)
+        return EventOutcome(Outcome.PAYMENT_IN_PROGRESS, order_id=order_id)
     moved = await orders.move_status(
         conn,
         order_id,
@@ -162,12 +164,13 @@ async def _apply(
         current=status,
     )
     if not moved:
-        return EventOutcome(f"order_already_{status}", needs_attention=True, order_id=order_id)
+        # Not expected under the row lock; an open status here has no outcome and raises.
+        return EventOutcome(Outcome.order_already(status), needs_attention=True, order_id=order_id)
     enqueued = False
     if target == "paid":
         await enqueue_fulfillment(conn, order_id)
         enqueued = True
-    return EventOutcome(f"order_{target}", needs_attention=attention, order_id=order_id,
+    return EventOutcome(Outcome.order_moved(target), needs_attention=attention, order_id=order_id,
                       enqueued=enqueued)  # fmt: skip
 
 

@@ -36,7 +36,7 @@ async def _story(conn: Conn, order_id: uuid.UUID, wrapped: bytes, object_key: st
         "INSERT INTO webhook_events (provider, dedup_key, event_type, external_id, order_id,"
         " raw_body, outcome) VALUES ('nowpayments', 'pay-1:finished', 'finished', 'pay-1', %s,"
         " '{}', 'order_paid'), ('kinguin', 'kg-1:completed', 'order.complete', 'KG-1', %s, %s,"
-        " 'applied')",
+        " 'fulfillment_enqueued_completed')",
         # The Kinguin body carries the serial: it stands for any provider body that might
         # hold key material, and bodies never appear in the timeline.
         (order_id, order_id, json.dumps({"orderId": "KG-1", "serial": SERIAL})),
