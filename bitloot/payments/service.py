@@ -229,7 +229,8 @@ async def reconcile(res: Resources) -> dict[str, int]:
     orders, and re-read unfinished payments from NOWPayments (applied like IPNs)."""
     minutes = res.settings.reconcile_after_minutes
     async with res.pool.connection() as conn, conn.transaction():
-        await set_actor(conn, "reconciler")
+        # The reason the order_events trigger records for the orders this pass expires.
+        await set_actor(conn, "reconciler", "no payment arrived in time")
         requeued = await requeue_stuck_orders(conn, minutes)
         expired = await orders.expire_abandoned(conn)
     rechecked = await recheck_payments(res, minutes) if res.nowpayments is not None else 0
@@ -246,6 +247,10 @@ async def recheck_payments(res: Resources, minutes: int) -> int:
         try:
             status = await res.nowpayments_client.get_payment(payment_id)
         except NowPaymentsError as exc:
+            # Touched all the same: a payment NOWPayments keeps refusing must not stay the
+            # oldest in every batch and starve the others; it is asked again next period.
+            async with res.pool.connection() as conn:
+                await repository.touch_payment(conn, payment_id)
             log.warning("reconcile.payment_check_failed", payment_id=payment_id, code=exc.code)
             continue
         ipn = Ipn.model_validate(status.model_dump(mode="json"))
