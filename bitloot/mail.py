@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import ipaddress
-import os
-import secrets
 import ssl
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -23,6 +21,7 @@ from urllib.parse import unquote, urlsplit
 import aiosmtplib
 
 from bitloot.config import ConfigError, Settings
+from bitloot.files import write_atomically
 
 DEFAULT_SMTP_TIMEOUT = 30.0
 _MAX_SERVER_TEXT = 120
@@ -221,7 +220,8 @@ class MailDirTransport:
     """Writes each message to `<dir>/<timestamp>-<hash of Message-ID>.eml`, mode 0600.
 
     For development and the demo. The file appears whole or not at all (written to a
-    temporary name, flushed, renamed), so a reader never sees half a message.
+    temporary name, fsynced, renamed; the folder is created 0700), so a reader never sees
+    half a message.
     """
 
     def __init__(self, path: Path) -> None:
@@ -247,36 +247,7 @@ class MailDirTransport:
         return f"{stamp}-{digest}.eml"
 
     def _write(self, msg: EmailMessage) -> None:
-        self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        final = self.path / self.file_name(msg)
-        tmp = self.path / f".{final.name}.{secrets.token_hex(4)}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                # Explicit, because the mode given to open() is filtered through the umask.
-                os.fchmod(fh.fileno(), 0o600)
-                fh.write(msg.as_bytes())
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, final)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        _fsync_dir(self.path)
-
-
-def _fsync_dir(path: Path) -> None:
-    # Makes the rename itself durable; not every platform lets a directory be opened.
-    try:
-        dir_fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
+        write_atomically(self.path / self.file_name(msg), msg.as_bytes(), mode=0o600)
 
 
 def transport_from_settings(

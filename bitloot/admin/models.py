@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from bitloot.nowpayments.models import PaymentStatusValue
+from bitloot.text import Storable
 
 # A query string decodes `+` as a space, so `from=2025-01-01T00:00:00+00:00` sent unescaped
 # arrives as `... 00:00`. That space can only have been a `+`: put it back.
@@ -37,8 +38,15 @@ def _restore_plus(value: Any) -> Any:
 
 
 QueryInstant = Annotated[AwareDatetime, BeforeValidator(_restore_plus)]
-EmailFilter = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=320)]
-Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+# Text an admin sends is stored or compared in PostgreSQL, which refuses NUL and lone
+# surrogates (`%00` in a query, `\u0000` in JSON): 422, not a 500.
+EmailFilter = Storable[
+    Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=320)]
+]
+Cursor = Storable[Annotated[str, StringConstraints(min_length=1, max_length=512)]]
+Reason = Storable[
+    Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+]
 
 
 class PaymentListQuery(BaseModel):
@@ -61,7 +69,7 @@ class PaymentListQuery(BaseModel):
     email: EmailFilter | None = Field(
         default=None, description="The order's email, exactly, ignoring case."
     )
-    cursor: Annotated[str, StringConstraints(min_length=1, max_length=512)] | None = Field(
+    cursor: Cursor | None = Field(
         default=None, description="`nextCursor` of the previous page, with the same filters."
     )
     limit: int = Field(default=50, ge=1, le=100, description="Page size.")

@@ -62,10 +62,6 @@ SELECT count(*) FROM email_outbox WHERE order_id = ANY(%(ids)s::uuid[]) AND stat
 SELECT count(*) FROM procrastinate_jobs
  WHERE status IN ('todo', 'doing') AND queue_name = ANY(%(queues)s::text[]);
 
--- name: workers_alive
-SELECT count(*) FROM procrastinate_workers
- WHERE last_heartbeat > now() - make_interval(secs => %(seconds)s);
-
 -- name: server_version
 SELECT current_setting('server_version');
 

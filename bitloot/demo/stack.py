@@ -21,6 +21,7 @@ from bitloot.config import Settings
 from bitloot.db.connect import database_url
 from bitloot.db.embedded import is_running, stop_embedded_server
 from bitloot.db.migrate import apply_migrations
+from bitloot.files import write_atomically
 from bitloot.processes import ChildProcesses, free_port
 from bitloot.sim.kinguin_catalog import IMAGE_PRODUCT_ID, MIXED_PRODUCT_ID, TEXT_PRODUCT_ID
 from bitloot.vault.crypto import generate_master_key
@@ -52,9 +53,8 @@ def load_or_create_secrets(data_dir: Path) -> dict[str, str]:
         "BITLOOT_KINGUIN_WEBHOOK_SECRET": secrets.token_urlsafe(32),
     }
     data_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(values, f, indent=2)
+    # Whole or not at all: a run killed mid-write must not leave a file the next can't read.
+    write_atomically(path, json.dumps(values, indent=2).encode(), mode=0o600)
     return values
 
 

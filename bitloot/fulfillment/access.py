@@ -27,6 +27,7 @@ from bitloot.fulfillment.models import (
 )
 from bitloot.orders.service import Access
 from bitloot.storage.base import ObjectStorage
+from bitloot.text import printable_text
 from bitloot.vault.crypto import ALGORITHM, MasterKeyRing, unwrap_data_key
 from bitloot.web.errors import ApiError, Conflict
 
@@ -73,7 +74,10 @@ class Requester:
     @classmethod
     def of(cls, principal: Principal, client_ip: str | None, user_agent: str | None) -> Requester:
         """The requester behind a verified principal (for an order token, the order id)."""
-        return cls(principal.kind, principal.subject, client_ip, _printable(user_agent))
+        # A header may carry control characters or undecodable bytes (surrogate-escaped),
+        # which a text column refuses: keep what prints, and not much of it.
+        agent = printable_text(user_agent, USER_AGENT_MAX_CHARS)
+        return cls(principal.kind, principal.subject, client_ip, agent)
 
 
 @dataclass(frozen=True)
@@ -88,14 +92,6 @@ class _KeyRow:
 
 def _params(order_id: uuid.UUID, access: Access) -> dict[str, Any]:
     return {"order_id": order_id, **access.sql_params()}
-
-
-def _printable(text: str | None) -> str | None:
-    # Headers may carry control characters or undecodable bytes (surrogate-escaped), which
-    # a text column refuses; keep what prints, and not much of it.
-    if not text:
-        return None
-    return "".join(ch for ch in text if ch.isprintable())[:USER_AGENT_MAX_CHARS] or None
 
 
 async def fulfillment_status(

@@ -25,10 +25,13 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    StringConstraints,
     field_validator,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
+
+from bitloot.text import Storable, StorableText
 
 OrderStatus = Literal["processing", "completed", "canceled", "refunded"]
 KeyStatus = Literal["PENDING", "PROCESSING", "DELIVERED", "RETURNED", "REFUNDED", "CANCELED"]
@@ -296,13 +299,19 @@ class ErrorBody(KinguinModel):
     property_path: str | None = None
 
 
+# A webhook's ids are stored and indexed (webhook_events, kinguin_orders): text PostgreSQL
+# can hold, and short (Kinguin order ids are; an index refuses text much over 2 kB).
+MAX_EVENT_ID_CHARS = 200
+_EventId = Storable[Annotated[str, StringConstraints(max_length=MAX_EVENT_ID_CHARS)]]
+
+
 class OrderStatusEvent(KinguinModel):
     """The `order.status` webhook body; compare `updated_at` to drop stale events."""
 
-    order_id: str
+    order_id: _EventId
     status: OrderStatus
     updated_at: UtcDatetime
-    order_external_id: str | None = None
+    order_external_id: StorableText | None = None
 
 
 def format_event_time(value: datetime) -> str:

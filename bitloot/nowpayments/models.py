@@ -12,9 +12,18 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Final, Literal, get_args
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
 
 from bitloot.nowpayments.signature import MalformedIpn, RawNumber
+from bitloot.text import Storable, StorableText
 
 __all__ = [
     "PAYMENT_STATUSES",
@@ -154,23 +163,45 @@ def _to_status(value: Any) -> Any:
     return value.strip().lower() if isinstance(value, str) else value
 
 
-OptionalId = Annotated[str | None, BeforeValidator(_to_id)]
-RequiredId = Annotated[str, BeforeValidator(_to_id)]
-IdList = Annotated[list[str], BeforeValidator(_to_id_list)]
+# Text is what PostgreSQL can store (no NUL, no lone surrogate), and an id, being indexed,
+# is short too: an index refuses text much over 2 kB, and NOWPayments ids are short numbers.
+MAX_ID_CHARS = 200
+_StorableId = Storable[Annotated[str, StringConstraints(max_length=MAX_ID_CHARS)]]
+
+OptionalId = Annotated[_StorableId | None, BeforeValidator(_to_id)]
+RequiredId = Annotated[_StorableId, BeforeValidator(_to_id)]
+IdList = Annotated[list[_StorableId], BeforeValidator(_to_id_list)]
 OptionalAmount = Annotated[Decimal | None, BeforeValidator(_to_decimal)]
 RequiredAmount = Annotated[Decimal, BeforeValidator(_to_decimal)]
-OptionalCurrency = Annotated[str | None, BeforeValidator(_to_currency)]
-RequiredCurrency = Annotated[str, BeforeValidator(_to_currency)]
-OptionalText = Annotated[str | None, BeforeValidator(_to_text)]
-RequiredText = Annotated[str, BeforeValidator(_to_text)]
+OptionalCurrency = Annotated[StorableText | None, BeforeValidator(_to_currency)]
+RequiredCurrency = Annotated[StorableText, BeforeValidator(_to_currency)]
+OptionalText = Annotated[StorableText | None, BeforeValidator(_to_text)]
+OptionalTextId = Annotated[_StorableId | None, BeforeValidator(_to_text)]
+RequiredText = Annotated[StorableText, BeforeValidator(_to_text)]
 UtcDatetime = Annotated[datetime | None, BeforeValidator(_to_utc)]
 Status = Annotated[PaymentStatusValue, BeforeValidator(_to_status)]
 
 
 def invalid_fields(exc: ValidationError) -> str:
-    """The dotted names of the fields a validation rejected, without their values."""
-    names = {".".join(str(part) for part in err["loc"]) or "body" for err in exc.errors()}
+    """The dotted names of the fields a validation rejected, without their values (nor
+    list positions: `payment_extra_ids`, not `payment_extra_ids.3`)."""
+    names = {
+        ".".join(str(part) for part in err["loc"] if not isinstance(part, int)) or "body"
+        for err in exc.errors()
+    }
     return ", ".join(sorted(names))
+
+
+# The amount columns hold less than 10^18; below 10^-30 an amount is noise that would only
+# make the arithmetic on it overflow.
+SMALLEST_AMOUNT, AMOUNT_LIMIT = Decimal("1e-30"), Decimal("1e18")
+
+
+def _storable_amount(value: Any) -> Any:
+    """An IPN amount the database can store and compute with (zero is fine)."""
+    if isinstance(value, Decimal) and value and not SMALLEST_AMOUNT <= abs(value) < AMOUNT_LIMIT:
+        raise ValueError("amount out of range")
+    return value
 
 
 class _Model(BaseModel):
@@ -212,7 +243,7 @@ class _PaymentFields(_Model):
     pay_amount: OptionalAmount = None
     actually_paid: OptionalAmount = None
     pay_currency: OptionalCurrency = None
-    order_id: OptionalText = None
+    order_id: OptionalTextId = None
     order_description: OptionalText = None
     outcome_amount: OptionalAmount = None
     outcome_currency: OptionalCurrency = None
@@ -237,12 +268,16 @@ class IpnFee(_Model):
     withdrawal_fee: OptionalAmount = Field(default=None, alias="withdrawalFee")
     service_fee: OptionalAmount = Field(default=None, alias="serviceFee")
 
+    _amounts_in_range = field_validator("*")(_storable_amount)
+
 
 class Ipn(_PaymentFields):
     """A payment IPN body, normalised. Build it with `Ipn.from_parsed`."""
 
     actually_paid_at_fiat: OptionalAmount = None
     fee: IpnFee | None = None
+
+    _amounts_in_range = field_validator("*")(_storable_amount)
 
     @classmethod
     def from_parsed(cls, obj: Any) -> Ipn:

@@ -23,6 +23,7 @@ from urllib.parse import quote, urlencode
 import structlog
 from aiohttp import web
 
+from bitloot.files import TEMP_PREFIX, write_atomically
 from bitloot.storage.base import (
     ObjectStorage,
     StorageError,
@@ -34,7 +35,6 @@ log = structlog.get_logger(__name__)
 
 _SIG = re.compile(r"[0-9a-f]{64}")
 _EXPIRES = re.compile(r"[0-9]{1,12}")
-_TEMP_PREFIX = ".tmp-"
 
 
 class LocalObjectStorage(ObjectStorage):
@@ -69,7 +69,7 @@ class LocalObjectStorage(ObjectStorage):
         validate_metadata(metadata)
         path = self.path_of(key)
         try:
-            await asyncio.to_thread(_write_atomically, path, data)
+            await asyncio.to_thread(write_atomically, path, data)
         except OSError as exc:
             raise StorageError(f"cannot write object {key!r} under {self.root}: {exc}") from exc
         log.debug("storage.put", backend="local", key=key, size=len(data))
@@ -131,36 +131,9 @@ class LocalObjectStorage(ObjectStorage):
             ) from exc
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    # Same directory, so os.replace is a rename within one filesystem (atomic); the
-    # leading dot keeps a leftover temp file out of any valid object key.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_TEMP_PREFIX)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    # The rename is durable only once the directory entry itself reaches the disk.
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _check_writable(root: Path) -> None:
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(dir=root, prefix=_TEMP_PREFIX)
+    fd, tmp = tempfile.mkstemp(dir=root, prefix=TEMP_PREFIX)
     os.close(fd)
     os.unlink(tmp)
 
