@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
 
 from aiohttp import web
+from pydantic import BaseModel
 
 from bitloot.db.migrate import pending_migrations
 from bitloot.metrics import QUEUE_DEPTH, exposition
 from bitloot.resources import Resources
 from bitloot.web.context import RESOURCES, resources
+from bitloot.web.contract import Ok, operation
 from bitloot.web.errors import ServiceUnavailable
 
 routes = web.RouteTableDef()
@@ -18,13 +21,37 @@ metrics_routes = web.RouteTableDef()
 READY_TIMEOUT = 3.0
 
 
+class HealthOut(BaseModel):
+    """`GET /healthz`: the process answers."""
+
+    status: Literal["ok"]
+
+
+class ReadyOut(BaseModel):
+    """`GET /readyz`: the database answers and no migration is pending."""
+
+    status: Literal["ready"]
+    database: Literal["ok"]
+    migrations: Literal["current"]
+
+
 @routes.get("/healthz")
+@operation(
+    "Liveness", tag="operations", security="none", ok=Ok(200, "The process is up.", HealthOut)
+)
 async def healthz(_request: web.Request) -> web.Response:
     """Liveness: answers as long as the event loop does."""
     return web.json_response({"status": "ok"})
 
 
 @routes.get("/readyz")
+@operation(
+    "Readiness",
+    tag="operations",
+    security="none",
+    ok=Ok(200, "The database answers and the schema is current.", ReadyOut),
+    problems={503: "The database is unreachable, or a migration is pending."},
+)
 async def readyz(request: web.Request) -> web.Response:
     """Readiness: the database answers and no migration is pending."""
     ctx = resources(request)
@@ -42,6 +69,12 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 @metrics_routes.get("/metrics")
+@operation(
+    "Prometheus metrics",
+    tag="operations",
+    security="none",
+    ok=Ok(200, "Prometheus text exposition.", media_type="text/plain", schema={"type": "string"}),
+)
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus text exposition of this process's metrics, with the queue depth."""
     if RESOURCES in request.app:

@@ -1,12 +1,14 @@
 """Admin HTTP endpoints (role=admin): thin handlers over `repository` (reads) and `service`
 (repairs).
 
-Every handler authenticates first (no token 401, a non-admin token 403), and every answer
-is JSON marked `Cache-Control: no-store`.
+Every operation is declared `admin`, so it authenticates first (no token 401, a non-admin
+token 403), and every answer is JSON marked `Cache-Control: no-store`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any, TypeVar
 
 import structlog
@@ -14,15 +16,23 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from bitloot.admin import repository, service
-from bitloot.admin.models import PaymentListQuery, ReasonIn, ResendOut, RetryOut
-from bitloot.auth.tokens import Principal
+from bitloot.admin.models import (
+    FulfillmentTimelineOut,
+    PaymentDetailOut,
+    PaymentListQuery,
+    PaymentPageOut,
+    ReasonIn,
+    ResendOut,
+    RetryOut,
+)
 from bitloot.db.connect import set_actor
-from bitloot.web.auth import authenticate, require_admin
 from bitloot.web.bodies import read_model
 from bitloot.web.context import resources
+from bitloot.web.contract import Handler, Ok, Param, authenticated, operation
 from bitloot.web.cursor import InvalidCursor
 from bitloot.web.errors import Conflict, NotFound, UnprocessableEntity
-from bitloot.web.ids import parse_order_id
+from bitloot.web.ids import ORDER_ID, parse_order_id
+from bitloot.web.problems import BAD_JSON, INVALID, TOO_LARGE
 
 routes = web.RouteTableDef()
 log = structlog.get_logger(__name__)
@@ -31,11 +41,39 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 _MAX_PAYMENT_ID = 200
 _NO_STORE = {"Cache-Control": "no-store"}
 
+NO_ORDER = "No such order."
+
+admin_operation = partial(operation, tag="admin", security="admin")
+
+
+def repair_operation(
+    summary: str, ok: Ok
+) -> Callable[[Handler[web.Response]], Handler[web.Response]]:
+    """A repair's contract: an order, the admin's reason, an order state it applies to."""
+    return admin_operation(
+        summary,
+        params=(ORDER_ID,),
+        body=ReasonIn,
+        ok=ok,
+        problems={
+            400: BAD_JSON,
+            404: NO_ORDER,
+            409: "The order is not in a state this repair applies to.",
+            413: TOO_LARGE,
+            422: INVALID,
+        },
+    )
+
 
 @routes.get("/admin/payments")
+@admin_operation(
+    "Payments, newest first, filtered",
+    query=PaymentListQuery,
+    ok=Ok(200, "One page of payments.", PaymentPageOut),
+    problems={422: "An unknown, repeated or invalid parameter, or a foreign cursor."},
+)
 async def list_payments(request: web.Request) -> web.Response:
     """Payments newest first, keyset-paginated, filtered by status, date range and email."""
-    await _admin(request)
     query = _read_query(request, PaymentListQuery)
     async with resources(request).pool.connection() as conn:
         try:
@@ -46,9 +84,21 @@ async def list_payments(request: web.Request) -> web.Response:
 
 
 @routes.get("/admin/payments/{payment_id}")
+@admin_operation(
+    "A payment with its IPN history",
+    params=(
+        Param(
+            "payment_id",
+            "path",
+            {"type": "string", "minLength": 1, "maxLength": _MAX_PAYMENT_ID},
+            "The NOWPayments payment id.",
+        ),
+    ),
+    ok=Ok(200, "The payment and every IPN for it.", PaymentDetailOut),
+    problems={404: "No such payment."},
+)
 async def get_payment(request: web.Request) -> web.Response:
     """A payment with every IPN received for it, raw bodies included."""
-    await _admin(request)
     payment_id = request.match_info["payment_id"]
     if len(payment_id) > _MAX_PAYMENT_ID or "\x00" in payment_id:  # no such id can exist
         raise NotFound("No such payment.")
@@ -61,9 +111,14 @@ async def get_payment(request: web.Request) -> web.Response:
 
 
 @routes.get("/admin/orders/{order_id}/fulfillment")
+@admin_operation(
+    "The order's fulfillment timeline",
+    params=(ORDER_ID,),
+    ok=Ok(200, "Everything that happened to the order.", FulfillmentTimelineOut),
+    problems={404: NO_ORDER},
+)
 async def get_fulfillment_timeline(request: web.Request) -> web.Response:
     """The order's fulfillment timeline, read from one snapshot."""
-    await _admin(request)
     order_id = parse_order_id(request)
     async with resources(request).pool.connection() as conn, conn.transaction():
         await repository.read_from_one_snapshot(conn)
@@ -74,11 +129,12 @@ async def get_fulfillment_timeline(request: web.Request) -> web.Response:
 
 
 @routes.post("/admin/orders/{order_id}/fulfillment/retry")
+@repair_operation("Queue a failed fulfillment again (audited)", Ok(202, "Queued again.", RetryOut))
 async def retry_fulfillment(request: web.Request) -> web.Response:
     """Queue a failed fulfillment again (failed -> pending), audited with the admin's reason."""
-    admin = await _admin(request)
+    admin = authenticated(request)
     order_id = parse_order_id(request)
-    body = _no_nul(await read_model(request, ReasonIn))
+    body = await read_model(request, ReasonIn)
     async with resources(request).pool.connection() as conn, conn.transaction():
         await set_actor(conn, f"admin:{admin.subject}", body.reason)
         try:
@@ -92,11 +148,15 @@ async def retry_fulfillment(request: web.Request) -> web.Response:
 
 
 @routes.post("/admin/orders/{order_id}/delivery-email/resend")
+@repair_operation(
+    "Queue the delivery email again (audited)",
+    Ok(202, "The next generation of the email is queued.", ResendOut),
+)
 async def resend_delivery_email(request: web.Request) -> web.Response:
     """Queue the next generation of a fulfilled order's delivery email, audited."""
-    admin = await _admin(request)
+    admin = authenticated(request)
     order_id = parse_order_id(request)
-    body = _no_nul(await read_model(request, ReasonIn))
+    body = await read_model(request, ReasonIn)
     async with resources(request).pool.connection() as conn, conn.transaction():
         await set_actor(conn, f"admin:{admin.subject}", body.reason)
         try:
@@ -115,30 +175,17 @@ async def resend_delivery_email(request: web.Request) -> web.Response:
     return _json(answer, status=202)
 
 
-async def _admin(request: web.Request) -> Principal:
-    return require_admin(await authenticate(request, resources(request).tokens))
-
-
 def _read_query(request: web.Request, model: type[ModelT]) -> ModelT:
     """The query string as `model`: 422 for a repeated, unknown or invalid parameter."""
     values: dict[str, Any] = {}
     for name in request.query:
         if name in values:
             raise UnprocessableEntity([{"loc": ["query", name], "msg": "given more than once"}])
-        if "\x00" in request.query[name]:  # `%00`: PostgreSQL text cannot hold it (a 500)
-            raise UnprocessableEntity([{"loc": ["query", name], "msg": "contains NUL"}])
         values[name] = request.query[name]
     try:
         return model.model_validate(values)
     except ValidationError as exc:
         raise UnprocessableEntity.from_validation_error(exc, location="query") from None
-
-
-def _no_nul(body: ReasonIn) -> ReasonIn:
-    """JSON can carry `\\u0000`, which PostgreSQL text cannot hold (a 500 otherwise)."""
-    if "\x00" in body.reason:
-        raise UnprocessableEntity([{"loc": ["body", "reason"], "msg": "contains NUL"}])
-    return body
 
 
 def _repair_error(exc: Exception) -> Exception:

@@ -11,12 +11,14 @@ import structlog
 from aiohttp import hdrs, web
 
 from bitloot.fulfillment import access
+from bitloot.fulfillment.models import DownloadLinksOut, FulfillmentStatusOut
 from bitloot.orders.service import Access
 from bitloot.web import ratelimit
-from bitloot.web.auth import authenticate
 from bitloot.web.context import resources
+from bitloot.web.contract import Ok, authenticated, operation
 from bitloot.web.errors import NotFound
-from bitloot.web.ids import parse_order_id
+from bitloot.web.ids import NO_ORDER, ORDER_ID, parse_order_id
+from bitloot.web.problems import RATE_LIMITED
 
 routes = web.RouteTableDef()
 log = structlog.get_logger(__name__)
@@ -25,10 +27,18 @@ NO_STORE = {"Cache-Control": "no-store"}
 
 
 @routes.get("/fulfillment/{order_id}/status")
+@operation(
+    "The order's and each key's status",
+    tag="fulfillment",
+    security="bearer",
+    params=(ORDER_ID,),
+    ok=Ok(200, "Statuses only: never a key, a link or a data key.", FulfillmentStatusOut),
+    problems={404: NO_ORDER},
+)
 async def fulfillment_status(request: web.Request) -> web.Response:
     """The order's statuses and each key's status; reveals and records nothing."""
     ctx = resources(request)
-    principal = await authenticate(request, ctx.tokens)
+    principal = authenticated(request)
     order_id = parse_order_id(request)
     async with ctx.pool.connection() as conn:
         status = await access.fulfillment_status(conn, order_id, Access.of(principal))
@@ -38,11 +48,24 @@ async def fulfillment_status(request: web.Request) -> web.Response:
 
 
 @routes.get("/fulfillment/{order_id}/download-link")
+@operation(
+    "Signed URLs and data keys of a fulfilled order's keys",
+    tag="fulfillment",
+    security="bearer",
+    before=(ratelimit.limit_download_by_address,),  # before the token, so guessing costs
+    params=(ORDER_ID,),
+    ok=Ok(200, "One link per key; each issue is recorded.", DownloadLinksOut),
+    problems={
+        404: NO_ORDER,
+        409: "The order is not fulfilled yet (`orderStatus`, `fulfillmentStatus`).",
+        410: "The keys are gone: the order was refunded, or they expired.",
+        429: RATE_LIMITED,
+    },
+)
 async def download_link(request: web.Request) -> web.Response:
     """Signed URLs and data keys for a fulfilled order's keys, each issue recorded."""
     ctx = resources(request)
-    await ratelimit.limit_download_by_address(request)
-    principal = await authenticate(request, ctx.tokens)
+    principal = authenticated(request)
     await ratelimit.limit_download_by_principal(request, principal)
     order_id = parse_order_id(request)
     requester = access.Requester.of(

@@ -22,6 +22,8 @@ from aiohttp import web
 
 from bitloot.config import Settings
 from bitloot.web.app import SETTINGS
+from bitloot.web.contract import Ok, operation
+from bitloot.web.ids import ORDER_ID
 
 routes = web.RouteTableDef()
 
@@ -153,6 +155,19 @@ def page_headers(settings: Settings) -> dict[str, str]:
 
 
 @routes.get(PAGE_PATH)  # HEAD too (aiohttp adds it to every GET route)
+@operation(
+    "The key page (HTML)",
+    tag="key page",
+    security="none",
+    params=(ORDER_ID,),
+    ok=Ok(
+        200,
+        "The page; its script reads the order token from the URL fragment.",
+        media_type="text/html",
+        schema={"type": "string"},
+    ),
+    problems={404: "The path does not hold a UUID."},
+)
 async def key_page(request: web.Request) -> web.Response:
     """The key page; it reveals nothing by itself and touches no database."""
     return web.Response(

@@ -9,30 +9,61 @@ from typing import Any
 from aiohttp import web
 
 from bitloot.orders import service
-from bitloot.orders.models import PRODUCT_ID_PATTERN, CreateOrderIn
-from bitloot.web.auth import authenticate, authenticate_optional
+from bitloot.orders.models import (
+    PRODUCT_ID_PATTERN,
+    CreatedOrderOut,
+    CreateOrderIn,
+    OrderOut,
+    OrderPageOut,
+)
+from bitloot.text import is_storable
 from bitloot.web.bodies import read_model
 from bitloot.web.context import resources
+from bitloot.web.contract import Ok, Param, authenticated, authenticated_or_none, operation
 from bitloot.web.cursor import InvalidCursor
-from bitloot.web.errors import BadGateway, BadRequest, NotFound, Unauthorized, UnprocessableEntity
-from bitloot.web.ids import parse_order_id
+from bitloot.web.errors import BadGateway, BadRequest, NotFound, UnprocessableEntity
+from bitloot.web.ids import NO_ORDER, ORDER_ID, parse_order_id
+from bitloot.web.problems import BAD_JSON, INVALID, RATE_LIMITED, TOO_LARGE
 from bitloot.web.ratelimit import limit_order_creation
 
 routes = web.RouteTableDef()
 
 MAX_IDEMPOTENCY_KEY = 200
 PRODUCT_ID = re.compile(PRODUCT_ID_PATTERN)
+LOCATION = {"Location": "The new order's URL."}
 
 
 @routes.post("/orders")
+@operation(
+    "Create an order and its NOWPayments invoice",
+    tag="orders",
+    security="optional",
+    before=(limit_order_creation,),  # per address, before any token is read
+    body=CreateOrderIn,
+    params=(
+        Param(
+            "Idempotency-Key",
+            "header",
+            {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY},
+            "Retrying with the same key returns the same order.",
+        ),
+    ),
+    ok=Ok(201, "The order, priced on the server.", CreatedOrderOut, headers=LOCATION),
+    problems={
+        400: BAD_JSON,
+        413: TOO_LARGE,
+        422: "Invalid body, unknown or inactive products, or a reused key.",
+        429: RATE_LIMITED,
+        502: "NOWPayments did not create the invoice; retry with the same key.",
+    },
+)
 async def create_order(request: web.Request) -> web.Response:
     """Create an order priced on the server, open its NOWPayments invoice, return both."""
     res = resources(request)
-    await limit_order_creation(request)
-    principal = await authenticate_optional(request, res.tokens)
+    principal = authenticated_or_none(request)
     user_id = principal.subject if principal and principal.kind in ("user", "admin") else None
     key = request.headers.get("Idempotency-Key")
-    if key is not None and not (1 <= len(key) <= MAX_IDEMPOTENCY_KEY and _storable(key)):
+    if key is not None and not (1 <= len(key) <= MAX_IDEMPOTENCY_KEY and is_storable(key)):
         raise UnprocessableEntity([{"loc": ["header", "Idempotency-Key"], "msg": "1 to 200 chars"}])
     body = await _read_order(request)
     try:
@@ -71,13 +102,36 @@ async def _read_order(request: web.Request) -> CreateOrderIn:
 
 
 @routes.get("/orders")
+@operation(
+    "The caller's own orders, newest first",
+    tag="orders",
+    security="user",  # an order token opens one order; listing needs to know who the user is
+    params=(
+        Param(
+            "cursor",
+            "query",
+            {"type": "string", "maxLength": 200},
+            "`nextCursor` of the previous page.",
+        ),
+        Param(
+            "limit",
+            "query",
+            {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": service.MAX_PAGE,
+                "default": service.DEFAULT_PAGE,
+            },
+            "Page size.",
+        ),
+    ),
+    ok=Ok(200, "One page of orders.", OrderPageOut),
+    problems={400: "The cursor is not one this API issued.", 422: INVALID},
+)
 async def list_orders(request: web.Request) -> web.Response:
     """The caller's own orders, newest first: `?cursor=&limit=` (1 to 100, default 20)."""
     res = resources(request)
-    principal = await authenticate(request, res.tokens)
-    if principal.kind == "order_token":
-        # An order token opens one order; listing needs to know who the customer is.
-        raise Unauthorized("Listing orders needs a customer token.", invalid_token=True)
+    principal = authenticated(request)
     limit = _page_limit(request.query.get("limit"))
     async with res.pool.connection() as conn:
         try:
@@ -102,10 +156,18 @@ def _page_limit(raw: str | None) -> int:
 
 
 @routes.get("/orders/{order_id}")
+@operation(
+    "An order and its statuses",
+    tag="orders",
+    security="bearer",
+    params=(ORDER_ID,),
+    ok=Ok(200, "The order.", OrderOut),
+    problems={404: NO_ORDER},
+)
 async def get_order(request: web.Request) -> web.Response:
     """The order and its statuses, for its owner, its order token, or an admin."""
     res = resources(request)
-    principal = await authenticate(request, res.tokens)
+    principal = authenticated(request)
     order_id = parse_order_id(request)
     async with res.pool.connection() as conn:
         stored = await service.get_order(conn, order_id, service.Access.of(principal))
@@ -125,12 +187,3 @@ def _named_products(data: Any) -> list[tuple[int, str]]:
         if isinstance(product_id, str) and PRODUCT_ID.match(product_id):
             named.append((index, product_id))
     return named
-
-
-def _storable(text: str) -> bool:
-    """Header bytes that are not UTF-8 arrive surrogate-escaped; PostgreSQL takes none."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return "\x00" not in text

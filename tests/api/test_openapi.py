@@ -3,6 +3,7 @@ names exactly the routes the server has, and whose schemas fit what the server a
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -11,13 +12,15 @@ from typing import Any
 import aiohttp
 import jsonschema
 import pytest
+from aiohttp import web
 from harness import Served
 from openapi_spec_validator import validate
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from bitloot.auth.tokens import mint_user_token
-from bitloot.openapi import openapi_document
+from bitloot.openapi import build_document, openapi_document
+from bitloot.web import contract
 from bitloot.web.context import RESOURCES
 
 PRODUCT = "5c9b5f6b2539a4e8f172916a"
@@ -242,3 +245,78 @@ async def test_live_answers_fit_their_documented_schemas(
         _, schema = checker.schema_for("GET", "/orders/{order_id}/key", 200, "text/html")
         assert resp.status == 200 and resp.content_type == "text/html"
         assert schema == {"type": "string"}
+
+
+async def test_a_route_without_a_contract_is_an_error() -> None:
+    async def bare(_request: web.Request) -> web.Response:
+        return web.Response()
+
+    @contract.operation("Wrong", tag="t", security="none", ok=contract.Ok(200, "No param."))
+    async def undeclared_parameter(_request: web.Request) -> web.Response:
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_get("/bare", bare)
+    with pytest.raises(ValueError, match="GET /bare"):
+        build_document(app)
+    app = web.Application()
+    app.router.add_get("/things/{thing_id}", undeclared_parameter)
+    with pytest.raises(ValueError, match="path parameters"):
+        build_document(app)
+
+
+async def test_the_declared_security_is_the_enforced_security(
+    api: Served, http: aiohttp.ClientSession
+) -> None:
+    """Per documented operation, from its `security`: no credentials is a 401 unless anyone
+    may call it; a bad bearer token a 401 wherever a token is read; an admin operation
+    refuses any other valid token (403), a user one an order token (401); the tokens it
+    names pass."""
+    document = await fetch_document(http, api)
+    schemes = document["components"]["securitySchemes"]
+    settings = api.app[RESOURCES].settings
+    customer = mint_user_token(settings, sub="user-1", email="ada@example.com")
+    admin = mint_user_token(settings, sub="ops", admin=True)
+    order_token = api.app[RESOURCES].tokens.mint_order_token(uuid.uuid4())
+    valid = {"userToken": customer, "adminToken": admin, "orderToken": order_token}
+    checked = set()
+
+    async def status(method: str, url: str, token: str | None = None) -> int:
+        headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+        async with http.request(method, url, headers=headers, json={}) as resp:
+            return resp.status
+
+    for path, item in document["paths"].items():
+        url = api.url + re.sub(r"\{[^}]+\}", lambda _: str(uuid.uuid4()), path)
+        for method, op in item.items():
+            alternatives = op["security"]
+            named = {name for alt in alternatives for name in alt}
+            bearer = {name for name in named if schemes[name]["type"] == "http"}
+            anyone = not alternatives or {} in alternatives
+            where = (method, path)
+
+            got = await status(method, url)
+            assert (got != 401) if anyone else (got == 401), (where, got)
+            got = await status(method, url, "not-a-token")
+            if bearer or anyone:  # read and refused, or never read
+                assert (got == 401) == bool(bearer), (where, got)
+            for name in bearer:
+                assert await status(method, url, valid[name]) not in (401, 403), (where, name)
+            if bearer == {"adminToken"}:
+                for token in (customer, order_token):
+                    assert await status(method, url, token) == 403, where
+            elif bearer and "orderToken" not in bearer and not anyone:
+                assert await status(method, url, order_token) == 401, where
+            checked.add(
+                ("or none: " if anyone and named else "") + (" / ".join(sorted(named)) or "none")
+            )
+    # Every kind of security was met: none, optional, any token, user, admin, webhooks.
+    assert checked == {
+        "none",
+        "or none: userToken",
+        "userToken",
+        "adminToken",
+        "adminToken / orderToken / userToken",
+        "ipnSignature",
+        "kinguinSecret",
+    }
