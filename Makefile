@@ -27,7 +27,7 @@ typecheck: $(STAMP)
 
 pytest: $(STAMP)
 	./scripts/install-browser.sh
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2
 
 # Regenerate sql/schema.snapshot.sql from a scratch database migrated from nothing.
 schema-snapshot: $(STAMP)

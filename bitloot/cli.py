@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from bitloot.config import ConfigError, Settings, load_settings
-from bitloot.resources import StartupError
+from bitloot.resources import StartupError, first_line
 
 EXIT_USAGE = 2
 
@@ -49,7 +49,7 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
             return 0
         applied = apply_migrations(url)
     except psycopg.OperationalError as exc:
-        raise CommandError(f"cannot reach the database: {_first_line(exc)}") from None
+        raise CommandError(f"cannot reach the database: {first_line(exc)}") from None
     if applied:
         for mid in applied:
             print(f"applied  {mid}")
@@ -112,11 +112,7 @@ async def _with_conn(settings: Settings, work: Callable[[Any], Any]) -> Any:
         ):
             return await work(conn)
     except psycopg.OperationalError as exc:
-        raise CommandError(f"cannot reach the database: {_first_line(exc)}") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CommandError(f"cannot reach the database: {first_line(exc)}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:

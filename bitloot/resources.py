@@ -112,7 +112,7 @@ async def open_resources(
     try:
         pending = pending_migrations(conninfo)
     except psycopg.OperationalError as exc:
-        raise StartupError(f"cannot reach the database: {_first_line(exc)}") from None
+        raise StartupError(f"cannot reach the database: {first_line(exc)}") from None
     if pending:
         raise StartupError(
             f"the database schema is not current ({len(pending)} pending migration(s)): "
@@ -122,7 +122,7 @@ async def open_resources(
     try:
         await pool.open(wait=True, timeout=15)
     except Exception as exc:
-        raise StartupError(f"cannot open database connections: {_first_line(exc)}") from None
+        raise StartupError(f"cannot open database connections: {first_line(exc)}") from None
     stack.push_async_callback(pool.close)
     async with pool.connection() as conn:
         try:
@@ -200,5 +200,6 @@ def _secret(value: object) -> str | None:
     return value.get_secret_value() if isinstance(value, SecretStr) else None
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's text (driver errors run to several), or its type."""
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -208,19 +208,25 @@ def test_generate_master_key_is_a_valid_entry() -> None:
     assert generate_master_key() != generate_master_key()
 
 
+RING_ERRORS = [
+    ("", "is empty"),
+    ("   ", "is empty"),
+    (f"{K1},", "entry 2 is empty"),
+    (material(K1), "entry 1 has no ':'"),
+    (f"{material(K1)}:k1", "entry 1 has an invalid key id"),
+    (f"bad id:{material(K1)}", "entry 1 has an invalid key id"),
+    (f"{K1},k2:{material(K1)[:-4]}!!!!", "entry 2 (id 'k2'): the key is not valid"),
+    (f"k1:{base64.b64encode(b'x' * 16).decode()}", "decodes to 16 bytes, expected 32"),
+    (f"{K1},k1:{material(K2)}", "'k1' appears more than once"),
+]
+
+
 @pytest.mark.parametrize(
     ("value", "message"),
-    [
-        ("", "is empty"),
-        ("   ", "is empty"),
-        (f"{K1},", "entry 2 is empty"),
-        (material(K1), "entry 1 has no ':'"),
-        (f"{material(K1)}:k1", "entry 1 has an invalid key id"),
-        (f"bad id:{material(K1)}", "entry 1 has an invalid key id"),
-        (f"{K1},k2:{material(K1)[:-4]}!!!!", "entry 2 (id 'k2'): the key is not valid"),
-        (f"k1:{base64.b64encode(b'x' * 16).decode()}", "decodes to 16 bytes, expected 32"),
-        (f"{K1},k1:{material(K2)}", "'k1' appears more than once"),
-    ],
+    RING_ERRORS,
+    # Named by the message, not the (random) key material: pytest-xdist workers must
+    # collect the same ids.
+    ids=[message for _, message in RING_ERRORS],
 )
 def test_ring_parse_errors_name_the_problem_without_key_material(value: str, message: str) -> None:
     with pytest.raises(ValueError, match="BITLOOT_MASTER_KEYS") as info:
