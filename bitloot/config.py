@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     jwt_algorithm: Literal["HS256", "HS384", "HS512", "RS256", "ES256", "EdDSA"] | None = None
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
+    # Longest user JWT accepted (`exp - iat`, seconds); `bitloot token --ttl` is held to it.
+    jwt_max_lifetime: int = Field(default=24 * 3600, gt=0)
     order_token_ttl: int = Field(default=30 * 24 * 3600, gt=0)
 
     nowpayments_api_url: str = "https://api.nowpayments.io/v1"
@@ -125,6 +127,25 @@ class Settings(BaseSettings):
         for name in names:
             if getattr(self, name) in (None, ""):
                 raise ConfigError(f"{env_name(name)} is required for this command but is not set")
+
+
+# A webhook secret is the only thing between the internet and "this payment is final":
+# each one (every entry of a rotation list) must be at least this long.
+MIN_WEBHOOK_SECRET_BYTES = 16
+WEBHOOK_SECRETS = ("nowpayments_ipn_secret", "kinguin_webhook_secret")
+
+
+def check_webhook_secrets(settings: Settings) -> None:
+    """Raise `ConfigError` naming the first webhook secret (or rotation-list entry) shorter
+    than `MIN_WEBHOOK_SECRET_BYTES`. Checked when the API starts: other commands do not
+    use these secrets, and an unfilled example (`CHANGE_ME`) still loads for them."""
+    for field in WEBHOOK_SECRETS:
+        for secret in secret_values(getattr(settings, field)):
+            if len(secret.encode("utf-8")) < MIN_WEBHOOK_SECRET_BYTES:
+                raise ConfigError(
+                    f"{env_name(field)}: each secret (every entry of a list) must be at "
+                    f"least {MIN_WEBHOOK_SECRET_BYTES} bytes"
+                )
 
 
 def secret_values(value: SecretStr | None) -> list[str]:

@@ -3,7 +3,8 @@
 Production writes JSON lines to stderr; a person at a terminal gets the console renderer.
 Context bound with `structlog.contextvars.bind_contextvars(request_id=..., order_id=...)`
 shows on every line. A redaction processor is the last step before rendering, so no key
-named like a secret and no JWT-looking string reaches the output, whoever logged it.
+named like a secret and no JWT-looking string or order access token (`blot_...`) reaches
+the output, whoever logged it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from structlog.typing import EventDict, ExcInfo, Processor, WrappedLogger
 
 REDACTED = "[redacted]"
 REDACTED_JWT = "[redacted-jwt]"
+REDACTED_ORDER_TOKEN = "[redacted-order-token]"  # noqa: S105 - a placeholder
 
 # Compared after lower-casing and dropping `-` and `_`, so `dataKey`, `data_key` and
 # `data-key` are one name.
@@ -56,6 +58,9 @@ _SECRET_SUFFIXES = ("secret", "password", "token", "apikey", "privatekey")
 # A JWS compact serialisation: three base64url segments, the first a JSON header (`{"`
 # encodes to `eyJ`). Anchoring on `eyJ` keeps host names and dotted module paths intact.
 _JWT_RE = re.compile(r"eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*")
+# An order access token (bitloot.auth.order_tokens): its prefix and base64url; matched from
+# 16 characters on, so a truncated or mangled one is hidden too.
+_ORDER_TOKEN_RE = re.compile(r"blot_[A-Za-z0-9_-]{16,}")
 # `scheme://user:password@host`: the password part of a URL (SMTP, database).
 _URL_PASSWORD_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:)[^@\s/]+@")
 # Keys structlog uses for its own bookkeeping; never rewritten.
@@ -69,9 +74,11 @@ def is_secret_key(name: str) -> bool:
 
 
 def scrub_text(text: str) -> str:
-    """`text` with JWT-looking strings and URL passwords replaced."""
+    """`text` with JWT-looking strings, order access tokens and URL passwords replaced."""
     if "eyJ" in text:
         text = _JWT_RE.sub(REDACTED_JWT, text)
+    if "blot_" in text:
+        text = _ORDER_TOKEN_RE.sub(REDACTED_ORDER_TOKEN, text)
     if "://" in text:
         text = _URL_PASSWORD_RE.sub(rf"\g<1>{REDACTED}@", text)
     return text

@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import BinaryIO
 
 
 def free_port() -> int:
@@ -25,6 +26,20 @@ def signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
     """Send `sig` to the child's whole process group (it may have children of its own)."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, sig)
+
+
+def open_private_log(path: Path) -> BinaryIO:
+    """`path` opened for appending, readable by its owner only (0600, in a 0700 folder when
+    this creates it): logs carry emails, order ids and provider answers, and an earlier
+    run's file, whatever its mode, is tightened too."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        return os.fdopen(fd, "ab")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 class ChildProcesses:
@@ -43,8 +58,7 @@ class ChildProcesses:
         self, name: str, *args: str, module: str = "bitloot", prefix: tuple[str, ...] = ()
     ) -> subprocess.Popen[bytes]:
         """Start `python -m <module> <args>` (optionally under `prefix`, e.g. a profiler)."""
-        self.log_path(name).parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path(name).open("ab") as log:
+        with open_private_log(self.log_path(name)) as log:
             proc = subprocess.Popen(
                 [*prefix, sys.executable, "-m", module, *args],
                 env=self.env,

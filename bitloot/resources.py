@@ -18,6 +18,7 @@ import structlog
 from psycopg_pool import AsyncConnectionPool
 from pydantic import SecretStr
 
+from bitloot.auth import legacy_order_jwt
 from bitloot.auth.tokens import TokenVerifier
 from bitloot.config import Settings
 from bitloot.db.connect import database_url, open_pool
@@ -28,7 +29,7 @@ from bitloot.nowpayments.client import NowPaymentsClient
 from bitloot.storage.base import ObjectStorage, StorageError
 from bitloot.storage.factory import open_storage
 from bitloot.vault.canary import check_master_keys
-from bitloot.vault.crypto import LOCAL_URL_PURPOSE, ORDER_TOKEN_PURPOSE, MasterKeyRing, VaultError
+from bitloot.vault.crypto import LOCAL_URL_PURPOSE, MasterKeyRing, VaultError
 
 log = structlog.get_logger(__name__)
 
@@ -86,9 +87,12 @@ def master_key_ring(settings: Settings) -> MasterKeyRing:
         raise StartupError(str(exc)) from None
 
 
-def token_verifier(settings: Settings, ring: MasterKeyRing) -> TokenVerifier:
-    """The verifier of user JWTs and minter of order tokens for these settings and keys."""
-    return TokenVerifier(settings, order_token_secret=ring.derived_key(ORDER_TOKEN_PURPOSE))
+def token_verifier(settings: Settings, ring: MasterKeyRing | None = None) -> TokenVerifier:
+    """The verifier of user JWTs for these settings. Order tokens need no key: they are
+    looked up in the database (`bitloot.auth.order_tokens`), whatever the master keys;
+    with `ring`, the first release's order JWTs are accepted until they expire."""
+    legacy = legacy_order_jwt.signing_keys(ring) if ring is not None else None
+    return TokenVerifier(settings, legacy_order_keys=legacy)
 
 
 async def open_resources(
@@ -165,7 +169,9 @@ async def _open_checked_storage(
         storage = await open_storage(
             settings.effective_storage_url,
             public_url=settings.public_url,
-            signing_key=ring.derived_key(LOCAL_URL_PURPOSE),
+            # Signed with the active master key's, accepted with any listed key's: a URL
+            # issued just before a new key went first still works after the restart.
+            signing_keys=ring.derived_keys(LOCAL_URL_PURPOSE),
             s3_endpoint_url=settings.s3_endpoint_url,
             s3_access_key_id=_secret(settings.s3_access_key_id),
             s3_secret_access_key=_secret(settings.s3_secret_access_key),

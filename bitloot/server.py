@@ -10,7 +10,7 @@ import structlog
 from aiohttp import web
 
 from bitloot.admin.routes import routes as admin_routes
-from bitloot.config import Settings
+from bitloot.config import Settings, check_webhook_secrets
 from bitloot.fulfillment.kinguin_routes import routes as kinguin_routes
 from bitloot.fulfillment.routes import routes as fulfillment_routes
 from bitloot.health import metrics_routes
@@ -49,6 +49,7 @@ def route_tables(settings: Settings) -> list[web.RouteTableDef]:
 
 async def build_app(settings: Settings) -> web.Application:
     """Open everything the API needs and return the application that will close it."""
+    check_webhook_secrets(settings)
     stack = AsyncExitStack()
     try:
         # Handlers hold a connection only for their transaction; 20 keeps 32+ concurrent
@@ -93,9 +94,27 @@ async def _serve_metrics_locally(port: int, stack: AsyncExitStack, res: Resource
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     """Run the API until SIGTERM/SIGINT."""
     settings.require(*REQUIRED_FOR_SERVE)
+    check_webhook_secrets(settings)
     configure_logging(settings.log_format)
+    warn_about_unpinned_jwt_claims(settings)
     run_app(build_app(settings), args.host, args.port)
     return 0
+
+
+def warn_about_unpinned_jwt_claims(settings: Settings) -> None:
+    """Warn when user JWTs are accepted without `iss` or `aud` checks: any token signed
+    with the key passes, including those the identity provider issued for other APIs."""
+    accepts_jwts = bool(settings.jwt_secret or settings.jwt_public_key)
+    unset = [
+        name
+        for name, value in (
+            ("BITLOOT_JWT_ISSUER", settings.jwt_issuer),
+            ("BITLOOT_JWT_AUDIENCE", settings.jwt_audience),
+        )
+        if not value
+    ]
+    if accepts_jwts and unset:
+        log.warning("auth.jwt_claims_not_checked", unset=unset)
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -3,8 +3,11 @@ modules one can import reliably once there are several of them)."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
+from typing import Any
 
+import psycopg
 from aiohttp import web
 
 from bitloot.processes import free_port
@@ -19,6 +22,20 @@ class Served:
     app: web.Application
     url: str
     runner: web.AppRunner
+
+
+async def bare_order(
+    conn: psycopg.AsyncConnection[Any], email: str = "ada@example.com"
+) -> uuid.UUID:
+    """An order row and nothing else (`created`, no items, no invoice): something for an
+    order access token to open."""
+    cur = await conn.execute(
+        "INSERT INTO orders (email, currency, total_amount) VALUES (%s, 'eur', 9.99) RETURNING id",
+        (email,),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return uuid.UUID(str(row[0]))
 
 
 async def serve_app(app: web.Application, port: int | None = None) -> Served:

@@ -12,7 +12,15 @@ from typing import Any
 import pytest
 import structlog
 
-from bitloot.logs import REDACTED, REDACTED_JWT, configure_logging, is_secret_key, redact
+from bitloot.auth.order_tokens import new_token
+from bitloot.logs import (
+    REDACTED,
+    REDACTED_JWT,
+    REDACTED_ORDER_TOKEN,
+    configure_logging,
+    is_secret_key,
+    redact,
+)
 
 JWT = (
     "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."
@@ -112,6 +120,20 @@ def test_jwt_in_the_message_and_values_is_scrubbed(configure: Configure) -> None
     assert JWT not in stream.getvalue()
     assert line["event"] == f"got a token {REDACTED_JWT} in the body"
     assert REDACTED_JWT in line["note"]
+
+
+def test_order_access_tokens_are_scrubbed(configure: Configure) -> None:
+    token = new_token()
+    stream = configure()
+    structlog.get_logger("t").info(
+        f"link /orders/1/key#token={token}", note=f"Bearer {token}", cut=token[:30]
+    )
+    (line,) = lines(stream)
+    assert token[5:] not in stream.getvalue() and token[5:30] not in stream.getvalue()
+    assert line["event"] == f"link /orders/1/key#token={REDACTED_ORDER_TOKEN}"
+    assert line["note"] == f"Bearer {REDACTED_ORDER_TOKEN}"
+    assert line["cut"] == REDACTED_ORDER_TOKEN
+    assert redact("blot_ and blot_x are words") == "blot_ and blot_x are words"
 
 
 def test_dotted_names_are_not_mistaken_for_jwts() -> None:

@@ -275,8 +275,13 @@ class RetryOut(BaseModel):
 
 
 class ResendOut(BaseModel):
-    """`POST /admin/orders/{id}/delivery-email/resend`: the new email queued."""
+    """`POST /admin/orders/{id}/delivery-email/resend`: the new email queued; the links of
+    the earlier delivery emails no longer open the order."""
 
     orderId: uuid.UUID
     outboxId: int
     generation: int
+    revokedLinks: int = Field(
+        description="How many unexpired links of earlier delivery emails were revoked "
+        "(they answer 401 from now on; the new email carries a fresh one)."
+    )

@@ -150,10 +150,15 @@ async def retry_fulfillment(request: web.Request) -> web.Response:
 @routes.post("/admin/orders/{order_id}/delivery-email/resend")
 @repair_operation(
     "Queue the delivery email again (audited)",
-    Ok(202, "The next generation of the email is queued.", ResendOut),
+    Ok(
+        202,
+        "The next generation of the email is queued; the earlier emails' links are revoked.",
+        ResendOut,
+    ),
 )
 async def resend_delivery_email(request: web.Request) -> web.Response:
-    """Queue the next generation of a fulfilled order's delivery email, audited."""
+    """Queue the next generation of a fulfilled order's delivery email, audited; the links
+    the earlier emails carried stop working."""
     admin = authenticated(request)
     order_id = parse_order_id(request)
     body = await read_model(request, ReasonIn)
@@ -170,8 +175,14 @@ async def resend_delivery_email(request: web.Request) -> web.Response:
         order_id=str(order_id),
         admin_id=admin.subject,
         generation=resend.generation,
+        revoked_links=resend.revoked_links,
     )
-    answer = ResendOut(orderId=order_id, outboxId=resend.outbox_id, generation=resend.generation)
+    answer = ResendOut(
+        orderId=order_id,
+        outboxId=resend.outbox_id,
+        generation=resend.generation,
+        revokedLinks=resend.revoked_links,
+    )
     return _json(answer, status=202)
 
 

@@ -1,4 +1,5 @@
-"""What admins may do to an order: retry a failed fulfillment, resend the delivery email.
+"""What admins may do to an order: retry a failed fulfillment, resend the delivery email
+(which revokes the links of the earlier emails).
 
 Each action locks the order, checks it is in a state the action fits, makes its change,
 queues its job and appends its `admin_audit_log` row, all on the caller's connection: the
@@ -16,6 +17,7 @@ import psycopg
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
+from bitloot.auth import order_tokens
 from bitloot.db.queries import QuerySet
 from bitloot.delivery.service import email_generation, queue_delivery_resend
 from bitloot.fulfillment import service as fulfillment
@@ -50,10 +52,11 @@ class NotRepairable(Exception):
 
 @dataclass(frozen=True)
 class QueuedResend:
-    """The delivery email a resend added."""
+    """The delivery email a resend added, and how many earlier email links it revoked."""
 
     outbox_id: int
     generation: int
+    revoked_links: int
 
 
 async def retry_fulfillment(conn: Conn, order_id: uuid.UUID, *, admin_id: str, reason: str) -> None:
@@ -83,19 +86,34 @@ async def resend_delivery_email(
     conn: Conn, order_id: uuid.UUID, *, admin_id: str, reason: str
 ) -> QueuedResend:
     """Add the next generation of the delivery email, queue its job and audit it.
-    `NotRepairable` unless the order is fulfilled."""
+    `NotRepairable` unless the order is fulfilled.
+
+    The links of the earlier delivery emails are revoked in the same transaction: a resend
+    usually means the first email went astray (a typo'd or compromised mailbox, a
+    forwarded message), so the link it carried must stop opening the keys. The new
+    email's token is issued when it is sent, after this commits.
+    """
     state = await _lock_order(conn, order_id)
     if state.status != "fulfilled":
         raise NotRepairable("Only a fulfilled order has a delivery email to resend.", state)
+    revoked = await order_tokens.revoke(conn, order_id, purpose="email", reason="resend")
     outbox_id = await queue_delivery_resend(conn, order_id)
-    resend = QueuedResend(outbox_id=outbox_id, generation=await email_generation(conn, outbox_id))
+    resend = QueuedResend(
+        outbox_id=outbox_id,
+        generation=await email_generation(conn, outbox_id),
+        revoked_links=revoked,
+    )
     await record_admin_action(
         conn,
         admin_id=admin_id,
         action=RESEND_ACTION,
         order_id=order_id,
         reason=reason,
-        details={"outboxId": resend.outbox_id, "generation": resend.generation},
+        details={
+            "outboxId": resend.outbox_id,
+            "generation": resend.generation,
+            "revokedLinks": resend.revoked_links,
+        },
     )
     return resend
 

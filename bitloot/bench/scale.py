@@ -38,10 +38,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import psycopg
 import structlog
 from pydantic import SecretStr
 
-from bitloot.auth.tokens import TokenVerifier, mint_user_token
+from bitloot.auth.order_tokens import mint_order_token
+from bitloot.auth.tokens import mint_user_token
 from bitloot.bench.common import (
     Stopwatch,
     add_common_arguments,
@@ -64,7 +66,7 @@ from bitloot.bench.scale_data import (
 )
 from bitloot.bench.stack import BenchError, BenchStack, new_port
 from bitloot.config import Settings
-from bitloot.vault.crypto import ORDER_TOKEN_PURPOSE, DataKey, MasterKeyRing, open_blob
+from bitloot.vault.crypto import DataKey, MasterKeyRing, open_blob
 
 TARGET = 1.5
 CALLS = ("download-link", "status", "admin first page", "admin deep cursor")
@@ -132,7 +134,7 @@ def prepare_db(
     return ScaleDb(name, n, url, probes, cursors, load_seconds=seconds)
 
 
-def start_server(stack: BenchStack, db: ScaleDb, ring: MasterKeyRing) -> Server:
+def start_server(stack: BenchStack, db: ScaleDb) -> Server:
     """`bitloot serve` on this database, with its tokens."""
     port = new_port()
     url = f"http://127.0.0.1:{port}"
@@ -144,10 +146,15 @@ def start_server(stack: BenchStack, db: ScaleDb, ring: MasterKeyRing) -> Server:
     finally:
         stack.env = saved
     settings = token_settings(stack)
-    verifier = TokenVerifier(settings, order_token_secret=ring.derived_key(ORDER_TOKEN_PURPOSE))
-    tokens = [verifier.mint_order_token(p.order_id, 3600) for p in db.probes]
+    tokens = asyncio.run(probe_tokens(db))
     admin = mint_user_token(settings, sub="bench-admin", admin=True, ttl=3600)
     return Server(db, url, tokens, admin)
+
+
+async def probe_tokens(db: ScaleDb) -> list[str]:
+    """An order access token per probe order, stored in that database (an hour each)."""
+    async with await psycopg.AsyncConnection.connect(db.url, autocommit=True) as conn:
+        return [await mint_order_token(conn, p.order_id) for p in db.probes]
 
 
 async def verify_reveal(http: aiohttp.ClientSession, server: Server) -> None:
@@ -249,7 +256,7 @@ def run_scale(stack: BenchStack, args: argparse.Namespace) -> dict[str, Any]:
     ring = MasterKeyRing.parse(stack.env["BITLOOT_MASTER_KEYS"])
     shallow = prepare_db(stack, "scale_shallow", args.baseline_orders, args, ring)
     deep = prepare_db(stack, "scale_deep", args.orders, args, ring)
-    servers = [start_server(stack, shallow, ring), start_server(stack, deep, ring)]
+    servers = [start_server(stack, shallow), start_server(stack, deep)]
     measured = asyncio.run(measure(servers, args))
     for name in stack.procs:
         stack.check_alive(name)

@@ -172,7 +172,7 @@ def make_probes(
         storage = await open_storage(
             (stack.root / "objects").as_uri(),
             public_url=stack.env.get("BITLOOT_PUBLIC_URL", "http://127.0.0.1"),
-            signing_key=ring.derived_key(LOCAL_URL_PURPOSE),
+            signing_keys=ring.derived_keys(LOCAL_URL_PURPOSE),
         )
         try:
             async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:

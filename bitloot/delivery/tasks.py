@@ -1,9 +1,11 @@
 """The `send_delivery_email` job, and the helpers that queue it inside the caller's transaction.
 
-Exactly-once, as far as SMTP allows. One transaction per attempt:
+Exactly-once, as far as SMTP allows. Each attempt first issues the email's order access
+token in a transaction of its own, committed (see `_issue_email_token`), then sends in one
+transaction:
 
     claim the outbox row (SELECT ... FOR UPDATE; stop if already sent)
-    build the message (Message-ID fixed per row)
+    build the message (Message-ID fixed per row; the link carries the committed token)
     UPDATE the row to 'sent'            <- written before sending, not yet committed
     send over SMTP                      <- on failure the transaction rolls back
     COMMIT
@@ -26,6 +28,7 @@ import procrastinate
 import psycopg
 import structlog
 
+from bitloot.auth import order_tokens
 from bitloot.delivery import repository as outbox
 from bitloot.delivery.email import delivery_message_id, key_page_url, render_delivery_email
 from bitloot.delivery.repository import OutboxRow
@@ -67,12 +70,16 @@ async def deliver(outbox_id: int, res: Resources) -> bool:
     row: OutboxRow | None = None
     async with res.pool.connection() as conn:
         try:
+            token = await _issue_email_token(conn, outbox_id, res)
+            if token is None:
+                log.info("email.already_sent", outbox_id=outbox_id)
+                return False
             async with conn.transaction():
                 row = await outbox.claim(conn, outbox_id)
-                if row is None:
+                if row is None:  # a concurrent job sent it meanwhile
                     log.info("email.already_sent", outbox_id=outbox_id)
                     return False
-                msg = await _build_message(conn, row, res)
+                msg = await _build_message(conn, row, res, token)
                 await outbox.mark_sent(conn, row.id, str(msg["Message-ID"]))
                 await res.mail_transport.send(msg)
             log.info(
@@ -87,12 +94,32 @@ async def deliver(outbox_id: int, res: Resources) -> bool:
             await _record_failure(conn, outbox_id, row, exc)
 
 
+async def _issue_email_token(
+    conn: psycopg.AsyncConnection[Any], outbox_id: int, res: Resources
+) -> str | None:
+    """The order access token this attempt's email will carry, committed before the send
+    transaction starts; None when the row was already sent (nothing to issue).
+
+    Its own transaction, because a token that may have reached the customer must never
+    be rolled back: if SMTP accepted the message and the send transaction's COMMIT is then
+    lost, the retried job sends the same Message-ID again (with a new token), and the
+    first copy's link must still open the order. A token issued for an attempt whose
+    message never went out is never seen by anyone and simply expires.
+    """
+    async with conn.transaction():
+        row = await outbox.claim(conn, outbox_id)
+        if row is None:
+            return None
+        # Never logged: it is the customer's access to the keys.
+        return await order_tokens.mint(
+            conn, row.order_id, purpose="email", ttl_seconds=res.settings.order_token_ttl
+        )
+
+
 async def _build_message(
-    conn: psycopg.AsyncConnection[Any], row: OutboxRow, res: Resources
+    conn: psycopg.AsyncConnection[Any], row: OutboxRow, res: Resources, token: str
 ) -> EmailMessage:
     settings = res.settings
-    # Minted per attempt and never logged: it is the customer's access to the keys.
-    token = res.tokens.mint_order_token(row.order_id)
     return render_delivery_email(
         order_id=row.order_id,
         to_address=row.to_address,

@@ -14,6 +14,8 @@ from bitloot.db.connect import set_actor
 from bitloot.fulfillment.kinguin_webhook import receive_order_event
 from bitloot.kinguin.models import OrderStatusEvent
 from bitloot.metrics import KINGUIN_WEBHOOK_OUTCOMES
+from bitloot.text import nests_too_deeply
+from bitloot.web.bodies import too_deep
 from bitloot.web.context import resources
 from bitloot.web.contract import ApiKey, Ok, Param, operation
 from bitloot.web.errors import BadRequest, Unauthorized
@@ -51,7 +53,8 @@ EVENT_SECRET = ApiKey(
     ),
     ok=Ok(204, "Accepted, ignored, or a duplicate.", media_type=None),
     problems={
-        400: "Not a JSON object, or an order event with invalid fields.",
+        400: "Not a JSON object (or nested too deeply), or an order event with invalid "
+        "fields (named in `detail`).",
         413: TOO_LARGE,
         429: "Too many bad secrets from this address.",
     },
@@ -71,13 +74,15 @@ async def kinguin_webhook(request: web.Request) -> web.Response:
         raise Unauthorized("Missing or invalid X-Event-Secret.")
     event_name = request.headers.get("X-Event-Name", "")
     raw = await request.read()
+    if nests_too_deeply(raw):
+        raise too_deep()
     try:
         # Strictly UTF-8 (RFC 8259): json.loads(bytes) would also take UTF-16/32.
         raw_text = raw.decode("utf-8")
         body = json.loads(raw_text)
         if not isinstance(body, dict):
             raise ValueError("not an object")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise BadRequest("The body is not a JSON object.") from None
     if event_name not in KNOWN_EVENTS:
         KINGUIN_WEBHOOK_OUTCOMES.labels(outcome="ignored").inc()
@@ -91,9 +96,13 @@ async def kinguin_webhook(request: web.Request) -> web.Response:
         event = OrderStatusEvent.model_validate(
             body if event_name == "order.status" else {**body, "status": "completed"}
         )
-    except ValidationError:
-        # Also ids the database could not store (NUL, lone surrogates, too long to index).
-        raise BadRequest("The order event is missing or has invalid fields.") from None
+    except ValidationError as exc:
+        # Also ids the database could not store (NUL, lone surrogates, too long to index),
+        # and times out of range. Named, never quoted.
+        fields = sorted({".".join(map(str, err["loc"])) or "body" for err in exc.errors()})
+        raise BadRequest(
+            f"The order event has missing or invalid fields: {', '.join(fields)}."
+        ) from None
     res = resources(request)
     async with res.pool.connection() as conn, conn.transaction():
         await set_actor(conn, "kinguin", f"webhook {event_name} {event.status}")

@@ -2,10 +2,12 @@
 
 The webhook only says "look again": the fulfillment job re-reads the order from the API
 before acting, so a forged or stale event can at most cause one extra read. It never buys.
+An event dated in the future is not trusted as the watermark (`MAX_CLOCK_SKEW`).
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -17,6 +19,12 @@ from bitloot.inbox.service import EventOutcome, Outcome
 from bitloot.kinguin.models import OrderStatusEvent
 
 Conn = psycopg.AsyncConnection[Any]
+
+# How far past our clock an event's updatedAt may be and still become the order's watermark.
+# Two honest clocks differ by seconds; five minutes leaves room for a badly synced one. An
+# event dated later (a clock gone wrong, a bad value) would make every real event before
+# that date "stale", for months if need be, so its date is not used: it is flagged instead.
+MAX_CLOCK_SKEW = timedelta(minutes=5)
 
 
 async def receive_order_event(
@@ -51,11 +59,35 @@ async def apply_order_status(conn: Conn, event: OrderStatusEvent) -> EventOutcom
         # Another Kinguin order carries our orderExternalId: bought twice? For a human; it
         # says nothing about the order we recorded, so no watermark and no job.
         return EventOutcome(Outcome.OTHER_KINGUIN_ORDER, needs_attention=True, order_id=order.id)
-    if recorded_id is not None:
+    horizon = datetime.now(UTC) + MAX_CLOCK_SKEW
+    future = event.updated_at > horizon
+    if recorded_id is not None and not future:
         watermark = order.status_updated_at
-        if watermark is not None and event.updated_at <= watermark:
+        # A watermark past the horizon was stored before this rule: not trusted either.
+        if watermark is not None and watermark <= horizon and event.updated_at <= watermark:
             return EventOutcome(Outcome.STALE, order_id=order.id)
-        await repository.advance_watermark(conn, order.id, event.status, event.updated_at)
+        await repository.advance_watermark(
+            conn, order.id, event.status, event.updated_at, horizon=horizon
+        )
+    result = await _look_again(conn, order, event)
+    if future:
+        # Stored and flagged, the watermark untouched; the job (if any) is still queued,
+        # exactly as for a correctly dated event: it re-reads the order from Kinguin and
+        # acts only on what the API says, so a bad event costs one read, while dropping a
+        # real completion whose only fault is its date would leave the keys waiting.
+        return EventOutcome(
+            Outcome.FUTURE_TIMESTAMP,
+            needs_attention=True,
+            order_id=order.id,
+            enqueued=result.enqueued,
+        )
+    return result
+
+
+async def _look_again(
+    conn: Conn, order: repository.EventOrder, event: OrderStatusEvent
+) -> EventOutcome:
+    """Whether the event is worth a fulfillment job, and the job when it is."""
     if order.status != "paid" or order.fulfillment_status not in ("pending", "processing"):
         # Already fulfilled (or failed): a later cancel/refund at Kinguin is for a human.
         attention = event.status in ("canceled", "refunded")

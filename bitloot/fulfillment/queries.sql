@@ -73,10 +73,13 @@ SELECT o.id, o.status, o.fulfillment_status, k.kinguin_order_id, k.status_update
    FOR UPDATE OF o;
 
 -- name: advance_watermark
+-- A watermark dated past the horizon (now plus the allowed clock skew) was stored before
+-- future dates were refused; it is replaced, never trusted.
 UPDATE kinguin_orders
    SET status = %(status)s, status_updated_at = %(updated_at)s
  WHERE order_id = %(order_id)s
-   AND (status_updated_at IS NULL OR status_updated_at < %(updated_at)s);
+   AND (status_updated_at IS NULL OR status_updated_at < %(updated_at)s
+        OR status_updated_at > %(horizon)s);
 
 -- name: stuck_paid_orders
 -- Paid orders not fulfilled after a while and with no job queued or running for them

@@ -187,11 +187,13 @@ async def order_for_kinguin_event(
 
 
 async def advance_watermark(
-    conn: Conn, order_id: uuid.UUID, status: str, updated_at: datetime
+    conn: Conn, order_id: uuid.UUID, status: str, updated_at: datetime, *, horizon: datetime
 ) -> None:
-    """Store the event's status if it is newer than the last one stored."""
+    """Store the event's status if it is newer than the last one stored, or if the one
+    stored is dated past `horizon` (a future date is never a watermark)."""
     await conn.execute(
-        Q["advance_watermark"], {"order_id": order_id, "status": status, "updated_at": updated_at}
+        Q["advance_watermark"],
+        {"order_id": order_id, "status": status, "updated_at": updated_at, "horizon": horizon},
     )
 
 

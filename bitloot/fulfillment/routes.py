@@ -47,7 +47,9 @@ async def fulfillment_status(request: web.Request) -> web.Response:
     return web.json_response(status.model_dump(mode="json"), headers=NO_STORE)
 
 
-@routes.get("/fulfillment/{order_id}/download-link")
+# No HEAD: aiohttp would answer it by running this handler, issuing links and writing an
+# access event for a request that must be safe. HEAD gets 405 with `Allow: GET`.
+@routes.get("/fulfillment/{order_id}/download-link", allow_head=False)
 @operation(
     "Signed URLs and data keys of a fulfilled order's keys",
     tag="fulfillment",

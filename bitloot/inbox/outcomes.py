@@ -136,7 +136,8 @@ class Outcome(StrEnum):
     )
     ORDER_UNDERPAID = (
         "order_underpaid", NP,
-        "Moved the order to underpaid: less than its total arrived. Flagged.",
+        "Moved the order to underpaid: less than its total arrived, or the report did not"
+        " prove the amount. Flagged.",
     )
     ORDER_FAILED = (
         "order_failed", NP,
@@ -174,6 +175,16 @@ class Outcome(StrEnum):
         "order_already_refunded", NP,
         "The order was already refunded: nothing moved (flagged if the report was bad news).",
     )
+    STILL_UNDERPAID = (
+        "still_underpaid", NP,
+        "A final report for an underpaid order still does not prove its total: order"
+        " unchanged. Flagged.",
+    )
+    UNDERPAID_NOW_COVERED = (
+        "underpaid_now_covered", NP,
+        "A final report for an underpaid order covers its total: order unchanged (never paid"
+        " by itself), flagged for a human to release or refund.",
+    )
 
     # --- Kinguin order webhooks -----------------------------------------------------------
     OTHER_KINGUIN_ORDER = (
@@ -199,6 +210,11 @@ class Outcome(StrEnum):
     FULFILLMENT_ENQUEUED_REFUNDED = (
         "fulfillment_enqueued_refunded", KG,
         "Kinguin refunded the order: a fulfillment job was queued to look again.",
+    )
+    FUTURE_TIMESTAMP = (
+        "future_timestamp", KG,
+        "Dated beyond our clock plus the allowed skew: flagged, watermark untouched; a job"
+        " queued as a hint only if one would be for a correctly dated event.",
     )
     # Our order is not paid-and-awaiting-keys (order_<status>_<fulfillment_status>): nothing
     # done; flagged when Kinguin reports canceled or refunded. One per state the schema allows.

@@ -127,9 +127,17 @@ def _to_text(value: Any) -> str | None:
     raise ValueError("expected a string")
 
 
+_OUT_OF_RANGE = "the time is out of range (years 1 to 9999)"
+
+
 def _epoch_ms_to_utc(ms: int) -> datetime:
     seconds, millis = divmod(ms, 1000)
-    return datetime.fromtimestamp(seconds, UTC) + timedelta(milliseconds=millis)
+    try:
+        return datetime.fromtimestamp(seconds, UTC) + timedelta(milliseconds=millis)
+    except (OverflowError, OSError, ValueError):
+        # 10**400 ms overflows time_t (OverflowError), some platforms refuse what fits in
+        # it but not in their calendar (OSError), and year 10000 is no datetime at all.
+        raise ValueError(_OUT_OF_RANGE) from None
 
 
 def _to_utc(value: Any) -> datetime | None:
@@ -156,7 +164,10 @@ def _to_utc(value: Any) -> datetime | None:
     if moment.tzinfo is None:
         # (inferred) NOWPayments writes UTC with a "Z"; a bare timestamp is read as UTC too.
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before the first UTC datetime
+        raise ValueError(_OUT_OF_RANGE) from None
 
 
 def _to_status(value: Any) -> Any:
@@ -278,6 +289,16 @@ class Ipn(_PaymentFields):
     fee: IpnFee | None = None
 
     _amounts_in_range = field_validator("*")(_storable_amount)
+
+    @field_validator(
+        "price_amount", "pay_amount", "actually_paid", "actually_paid_at_fiat", "outcome_amount"
+    )
+    @classmethod
+    def _not_negative(cls, value: Decimal | None) -> Decimal | None:
+        """Money asked, sent or received is never negative: such a body is malformed (400)."""
+        if value is not None and value < 0:
+            raise ValueError("an amount must not be negative")
+        return value
 
     @classmethod
     def from_parsed(cls, obj: Any) -> Ipn:

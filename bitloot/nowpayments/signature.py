@@ -17,6 +17,8 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final, NoReturn
 
+from bitloot.text import MAX_JSON_DEPTH, nests_too_deeply
+
 __all__ = [
     "SIGNATURE_VARIANTS",
     "MalformedIpn",
@@ -73,8 +75,13 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def parse_ipn_json(raw: bytes) -> Any:
     """Parse an IPN body, keeping every number as a `RawNumber`; raise `MalformedIpn`.
 
-    The result is always a ``dict``: a body that is not a JSON object is malformed.
+    The result is always a ``dict``: a body that is not a JSON object is malformed, and so
+    is one nested deeper than `MAX_JSON_DEPTH` (refused before parsing: the re-serialising
+    for the signature recurses three frames per level, so a few hundred levels that
+    json.loads accepts would otherwise end in a RecursionError there).
     """
+    if nests_too_deeply(raw):
+        raise MalformedIpn(f"IPN body nests deeper than {MAX_JSON_DEPTH} levels")
     try:
         text = raw.decode("utf-8")
         obj = json.loads(

@@ -41,14 +41,20 @@ class OrderItemOut(BaseModel):
 
 
 class CreatedOrderOut(BaseModel):
-    """`POST /orders` response."""
+    """`POST /orders` response. A replayed Idempotency-Key answers with the same order; once
+    that order has left `created`/`waiting`, with its id and status only (`invoiceUrl` and
+    `accessToken` null): a key is no credential."""
 
     id: uuid.UUID
     status: str
     totalAmount: Decimal
     currency: str
     invoiceUrl: str | None
-    accessToken: str
+    accessToken: str | None = Field(
+        description="An order access token for this order (opaque, `blot_...`; send it as "
+        "`Authorization: Bearer`), valid for `BITLOOT_ORDER_TOKEN_TTL`. Null when a replayed "
+        "Idempotency-Key names an order that no longer awaits payment."
+    )
 
 
 class OrderOut(BaseModel):

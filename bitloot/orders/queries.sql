@@ -15,17 +15,29 @@ SELECT product_id, name, price, currency, max_cost, text_only, active
   FROM products WHERE product_id = ANY(%(ids)s);
 
 -- name: insert_order
-INSERT INTO orders (user_id, email, currency, total_amount, idempotency_key)
-VALUES (%(user_id)s, %(email)s, %(currency)s, %(total_amount)s, %(idempotency_key)s)
-ON CONFLICT (idempotency_key) DO NOTHING
-RETURNING id;
+INSERT INTO orders (id, user_id, email, currency, total_amount)
+VALUES (%(id)s, %(user_id)s, %(email)s, %(currency)s, %(total_amount)s);
 
 -- name: insert_order_item
 INSERT INTO order_items (order_id, product_id, qty, unit_price, max_cost)
 VALUES (%(order_id)s, %(product_id)s, %(qty)s, %(unit_price)s, %(max_cost)s);
 
--- name: order_by_idempotency_key
-SELECT id FROM orders WHERE idempotency_key = %(key)s;
+-- name: claim_idempotency_key
+-- A row only when the caller's key is new, or older than 24 hours (then it is taken over
+-- for the new order); otherwise the existing row stays as it is, locked until we commit.
+INSERT INTO order_idempotency_keys AS k (scope, key, request_fingerprint, order_id)
+VALUES (%(scope)s, %(key)s, %(fingerprint)s, %(order_id)s)
+ON CONFLICT (scope, key) DO UPDATE
+   SET request_fingerprint = EXCLUDED.request_fingerprint,
+       order_id = EXCLUDED.order_id,
+       created_at = now()
+ WHERE k.created_at < now() - interval '24 hours'
+RETURNING order_id;
+
+-- name: idempotency_key_order
+SELECT order_id, request_fingerprint
+  FROM order_idempotency_keys
+ WHERE scope = %(scope)s AND key = %(key)s;
 
 -- name: record_invoice
 UPDATE orders

@@ -45,25 +45,23 @@ async def products_by_ids(conn: Conn, ids: list[str]) -> dict[str, Product]:
 async def insert_order(
     conn: Conn,
     *,
+    order_id: uuid.UUID,
     user_id: str | None,
     email: str,
     currency: str,
     total: Decimal,
-    idempotency_key: str | None,
-) -> uuid.UUID | None:
-    """Insert an order in `created`; None when the idempotency key was already used."""
-    cur = await conn.execute(
+) -> None:
+    """Insert an order in `created` under `order_id`."""
+    await conn.execute(
         Q["insert_order"],
         {
+            "id": order_id,
             "user_id": user_id,
             "email": email,
             "currency": currency,
             "total_amount": total,
-            "idempotency_key": idempotency_key,
         },
     )
-    row = await cur.fetchone()
-    return None if row is None else row[0]
 
 
 async def insert_order_items(conn: Conn, order_id: uuid.UUID, lines: list[dict[str, Any]]) -> None:
@@ -74,11 +72,25 @@ async def insert_order_items(conn: Conn, order_id: uuid.UUID, lines: list[dict[s
         )
 
 
-async def order_by_idempotency_key(conn: Conn, key: str) -> uuid.UUID | None:
-    """The order an idempotency key made, if any."""
-    cur = await conn.execute(Q["order_by_idempotency_key"], {"key": key})
+async def claim_idempotency_key(
+    conn: Conn, *, scope: str, key: str, fingerprint: bytes, order_id: uuid.UUID
+) -> bool:
+    """Record that (`scope`, `key`) makes `order_id`; False when the key is in use (made an
+    order in the last 24 hours), whose row then stays locked for this transaction."""
+    cur = await conn.execute(
+        Q["claim_idempotency_key"],
+        {"scope": scope, "key": key, "fingerprint": fingerprint, "order_id": order_id},
+    )
+    return await cur.fetchone() is not None
+
+
+async def idempotency_key_order(conn: Conn, scope: str, key: str) -> tuple[uuid.UUID, bytes]:
+    """The order a key in use made, and the fingerprint of the request that made it."""
+    cur = await conn.execute(Q["idempotency_key_order"], {"scope": scope, "key": key})
     row = await cur.fetchone()
-    return None if row is None else row[0]
+    if row is None:  # rows are never deleted, and the caller saw this one conflict
+        raise RuntimeError("idempotency key neither claimed nor found")
+    return row[0], bytes(row[1])
 
 
 async def record_invoice(

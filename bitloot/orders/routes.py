@@ -45,14 +45,25 @@ LOCATION = {"Location": "The new order's URL."}
             "Idempotency-Key",
             "header",
             {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY},
-            "Retrying with the same key returns the same order.",
+            "Makes retries safe: the caller's retry with the same key and request, within "
+            "24 hours, answers with the same order (201 again), with an `accessToken` only "
+            "while that order awaits payment. Keys are per caller: a signed-in user's, or "
+            "for a guest the email and items; the same user reusing a key for another "
+            "request gets a 422.",
         ),
     ),
-    ok=Ok(201, "The order, priced on the server.", CreatedOrderOut, headers=LOCATION),
+    # A replay answers 201 too, as Stripe replays the first answer's status: clients treat
+    # 201 as "the order exists", and a retry must not look different from the first try.
+    ok=Ok(
+        201,
+        "The order, priced on the server (or, replayed, the key's order).",
+        CreatedOrderOut,
+        headers=LOCATION,
+    ),
     problems={
         400: BAD_JSON,
         413: TOO_LARGE,
-        422: "Invalid body, unknown or inactive products, or a reused key.",
+        422: "Invalid body, unknown or inactive products, or a key reused for another request.",
         429: RATE_LIMITED,
         502: "NOWPayments did not create the invoice; retry with the same key.",
     },
@@ -72,7 +83,7 @@ async def create_order(request: web.Request) -> web.Response:
         raise UnprocessableEntity(exc.problems) from None
     except service.IdempotencyKeyReused:
         raise UnprocessableEntity(
-            [{"loc": ["header", "Idempotency-Key"], "msg": "already used for another order"}]
+            [{"loc": ["header", "Idempotency-Key"], "msg": "already used for another request"}]
         ) from None
     except service.InvoiceFailed as exc:
         raise BadGateway(

@@ -3,15 +3,24 @@ it for whoever may see it, and the one way any domain moves an order's status.
 
 Creating an order is two steps, because the invoice is an outbound call that must not hold
 a transaction open: (1) one transaction inserts the order in `created` (or finds the order
-its Idempotency-Key made); (2) outside it, NOWPayments is asked for the invoice, and a
-second transaction records it and moves `created -> waiting`. A crash or a provider error
-between the two leaves the order `created` with the error noted; replaying the request with
-the same Idempotency-Key resumes at step 2, and a concurrent replay that recorded its
-invoice first wins (the order is bound to that invoice).
+its Idempotency-Key made) and issues the order access token; (2) outside it, NOWPayments is
+asked for the invoice, and a second transaction records it and moves `created -> waiting`.
+A crash or a provider error between the two leaves the order `created` with the error
+noted; replaying the request with the same Idempotency-Key resumes at step 2, and a
+concurrent replay that recorded its invoice first wins (the order is bound to that invoice).
+
+An Idempotency-Key is what Stripe makes of it, and no bearer credential: it is scoped to
+the caller (a signed-in user's `sub`; for a guest, the request's fingerprint, so another
+guest reusing the key with another email makes an order of their own), it protects a retry
+for 24 hours (then the key makes a new order), and a replay gets an access token only
+while the order still awaits payment (`created`, `waiting`): after that it learns the
+order's id and status, nothing that opens it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
@@ -20,6 +29,7 @@ from typing import Any
 import psycopg
 import structlog
 
+from bitloot.auth import order_tokens
 from bitloot.auth.tokens import Principal
 from bitloot.db.connect import set_actor
 from bitloot.nowpayments.client import NowPaymentsError
@@ -42,6 +52,10 @@ Conn = psycopg.AsyncConnection[Any]
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
 _FIRST_PAGE = ("infinity", uuid.UUID(int=(1 << 128) - 1))
+# A replay of POST /orders gets an access token only while the order awaits payment.
+REPLAY_TOKEN_STATUSES = frozenset({"created", "waiting"})
+# A longer `sub` is hashed into the scope (the column holds 200 characters at most).
+_MAX_SUB_IN_SCOPE = 150
 
 
 class OrderRejected(Exception):
@@ -53,7 +67,7 @@ class OrderRejected(Exception):
 
 
 class IdempotencyKeyReused(Exception):
-    """The Idempotency-Key already made a different order."""
+    """The caller already used this Idempotency-Key for a different request."""
 
 
 class InvoiceFailed(Exception):
@@ -144,17 +158,28 @@ class PayableOrder:
 async def create_order(
     res: Resources, body: CreateOrderIn, *, user_id: str | None, idempotency_key: str | None
 ) -> tuple[CreatedOrderOut, bool]:
-    """Create (or, for a used Idempotency-Key, resume) the order and its invoice; the answer
-    and whether the order is new. `OrderRejected`, `IdempotencyKeyReused`, `InvoiceFailed`."""
+    """Create (or, for the caller's Idempotency-Key, resume) the order and its invoice; the
+    answer and whether the order is new. `OrderRejected`, `IdempotencyKeyReused`,
+    `InvoiceFailed`."""
     async with res.pool.connection() as conn, conn.transaction():
         await set_actor(conn, f"user:{user_id}" if user_id else "guest")
         priced = await price_order(conn, body)
         order_id, created = await _insert_or_find(conn, priced, body, user_id, idempotency_key)
         stored = await get_order(conn, order_id, ADMIN)
-    assert stored is not None
-    if not created and not _same_order(stored, body, user_id):
-        raise IdempotencyKeyReused(str(order_id))
-    view = stored.view
+        assert stored is not None
+        view = stored.view
+        # Issued with the order, in its transaction; a replay of an order that has been
+        # paid (or has failed, expired, ...) gets none: the key is no bearer credential.
+        token = (
+            await order_tokens.mint(
+                conn, order_id, purpose="checkout", ttl_seconds=res.settings.order_token_ttl
+            )
+            if view.status in REPLAY_TOKEN_STATUSES
+            else None
+        )
+    if token is None:
+        log.info("order.replayed", order_id=str(order_id), status=view.status)
+        return _replayed_without_token(order_id, view), created
     invoice_url = view.invoiceUrl
     if view.status == "created":
         invoice_url = await _open_invoice(res, order_id, view.totalAmount, view.currency)
@@ -164,10 +189,42 @@ async def create_order(
         totalAmount=view.totalAmount,
         currency=view.currency,
         invoiceUrl=invoice_url,
-        accessToken=res.tokens.mint_order_token(order_id),
+        accessToken=token,
     )
     log.info("order.created" if created else "order.replayed", order_id=str(order_id))
     return answer, created
+
+
+def _replayed_without_token(order_id: uuid.UUID, view: OrderOut) -> CreatedOrderOut:
+    """A replay's answer once the order has left `created`/`waiting`: its id and status,
+    nothing that opens it (no token, no invoice)."""
+    return CreatedOrderOut(
+        id=order_id,
+        status=view.status,
+        totalAmount=view.totalAmount,
+        currency=view.currency,
+        invoiceUrl=None,
+        accessToken=None,
+    )
+
+
+def request_fingerprint(body: CreateOrderIn) -> bytes:
+    """SHA-256 of what a `POST /orders` asks for: the normalised email and the sorted items."""
+    canonical = {
+        "email": str(body.email).strip().lower(),
+        "items": sorted([item.productId, item.qty] for item in body.items),
+    }
+    return hashlib.sha256(json.dumps(canonical, separators=(",", ":")).encode()).digest()
+
+
+def idempotency_scope(user_id: str | None, fingerprint: bytes) -> str:
+    """Whose Idempotency-Key it is: a signed-in user's `sub`; for a guest, the request
+    itself (its fingerprint), since nothing else tells one guest from another."""
+    if user_id is None:
+        return f"guest:{fingerprint.hex()}"
+    if len(user_id) <= _MAX_SUB_IN_SCOPE:
+        return f"user:{user_id}"
+    return f"user-sha256:{hashlib.sha256(user_id.encode()).hexdigest()}"
 
 
 async def price_order(conn: Conn, body: CreateOrderIn) -> PricedOrder:
@@ -220,19 +277,30 @@ async def _insert_or_find(
     user_id: str | None,
     idempotency_key: str | None,
 ) -> tuple[uuid.UUID, bool]:
-    order_id = await repository.insert_order(
+    order_id = uuid.uuid4()
+    if idempotency_key is not None:
+        # The key is claimed first, under the id the order is about to get (the foreign
+        # key is deferred): a concurrent request with the same key waits on its row here,
+        # then finds this order rather than making a second one.
+        fingerprint = request_fingerprint(body)
+        scope = idempotency_scope(user_id, fingerprint)
+        if not await repository.claim_idempotency_key(
+            conn, scope=scope, key=idempotency_key, fingerprint=fingerprint, order_id=order_id
+        ):
+            existing, made_for = await repository.idempotency_key_order(
+                conn, scope, idempotency_key
+            )
+            if made_for != fingerprint:
+                raise IdempotencyKeyReused("the key was used for a different request")
+            return existing, False
+    await repository.insert_order(
         conn,
+        order_id=order_id,
         user_id=user_id,
         email=str(body.email),
         currency=priced.currency,
         total=priced.total,
-        idempotency_key=idempotency_key,
     )
-    if order_id is None:  # the same Idempotency-Key was used before: that order is the answer
-        assert idempotency_key is not None
-        existing = await repository.order_by_idempotency_key(conn, idempotency_key)
-        assert existing is not None
-        return existing, False
     await repository.insert_order_items(
         conn,
         order_id,
@@ -247,13 +315,6 @@ async def _insert_or_find(
         ],
     )
     return order_id, True
-
-
-def _same_order(stored: StoredOrder, body: CreateOrderIn, user_id: str | None) -> bool:
-    """Whether a replayed `POST /orders` asks for the order its Idempotency-Key made."""
-    asked = sorted((item.productId, item.qty) for item in body.items)
-    made = sorted((item.productId, item.qty) for item in stored.view.items)
-    return (stored.view.email, stored.user_id, made) == (str(body.email), user_id, asked)
 
 
 async def _open_invoice(res: Resources, order_id: uuid.UUID, total: Decimal, currency: str) -> str:

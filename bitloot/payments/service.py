@@ -3,11 +3,16 @@ reconciler's read of the API): store it once, move the payment forward, move the
 
 Everything here runs in the caller's transaction: the webhook row, the payment, the order
 transition and the fulfillment job commit together or not at all. The rule (`_decide`): a
-final payment (`finished`, or `confirmed`/`sending` with `BITLOOT_PAID_ON=confirmed`) in the
-order's currency that covers its total (within `BITLOOT_PAYMENT_TOLERANCE`) pays it and
-queues the fulfillment; less is `underpaid`; another currency `failed`; `failed`,
-`expired` and `refunded` reports end the order so. Re-deposits (child payments) never move
-an order; they are flagged for a human. Reports never move an order backwards.
+final payment (`finished`, or `confirmed`/`sending` with `BITLOOT_PAID_ON=confirmed`) pays
+the order and queues the fulfillment only when the report proves it: `price_currency` is the
+order's, `price_amount`, `actually_paid` and a positive `pay_amount` are all present, and
+what arrived, in the price currency, covers the total (within `BITLOOT_PAYMENT_TOLERANCE`).
+A status alone proves nothing (docs/external-apis.md 2.7: a re-deposit or a wrong-asset
+deposit may be `finished` too). Less, or no proof, is `underpaid`; another currency
+`failed`; `failed`, `expired` and `refunded` reports end the order so. A final report for
+an order already underpaid never moves it: it is flagged, short or not. Re-deposits (child
+payments) never move an order; they are flagged for a human. Reports never move an order
+backwards.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from bitloot.inbox import service as inbox
 from bitloot.inbox.service import EventOutcome, Outcome
 from bitloot.nowpayments.client import NowPaymentsError
 from bitloot.nowpayments.models import Ipn
+from bitloot.nowpayments.signature import MalformedIpn
 from bitloot.orders import service as orders
 from bitloot.payments import repository
 from bitloot.resources import Resources
@@ -45,13 +51,17 @@ EnqueueFulfillment = Callable[[psycopg.AsyncConnection[Any], uuid.UUID], Awaitab
 
 
 def dedup_key(ipn: Ipn) -> str:
-    """One key per (payment, status, amounts): a resend of the same report is a duplicate."""
+    """One key per (order, payment, status, amounts): a resend of the same report is a
+    duplicate. The order is part of it: the same report naming another order is stored and
+    judged (its payment belongs to another order: flagged), never answered "duplicate"."""
 
     def amount(value: Decimal | None) -> str:
         return "-" if value is None else format(value.normalize(), "f")
 
+    order_id = inbox.order_uuid(ipn.order_id)
     return ":".join(
         [
+            str(order_id) if order_id is not None else (ipn.order_id or "-"),
             ipn.payment_id,
             ipn.payment_status,
             amount(ipn.actually_paid),
@@ -62,12 +72,33 @@ def dedup_key(ipn: Ipn) -> str:
 
 
 def paid_in_fiat(ipn: Ipn) -> Decimal | None:
-    """How much of the price the customer really sent, in the price currency."""
-    if ipn.price_amount is None:
+    """How much of the price the customer really sent, in the price currency; None when the
+    report does not say (`_missing_evidence`).
+
+    The price times the share of the crypto amount that arrived (`actually_paid` of
+    `pay_amount`, both in `pay_currency`), never more than the price. Two other fields look
+    like evidence and are not used (docs/external-apis.md 2.5, 2.7): `actually_paid_at_fiat`
+    is only in the IPN example, with no stated currency or rate, and `GET /payment` (what
+    the reconciler applies) does not have it, so the two paths would judge one payment
+    differently; `outcome_amount` is what reaches our payout wallet, in `outcome_currency`
+    and after NOWPayments' fees, so it is neither the price currency nor what was sent.
+    """
+    price, sent, due = ipn.price_amount, ipn.actually_paid, ipn.pay_amount
+    if price is None or sent is None or due is None or due <= 0:
         return None
-    if ipn.actually_paid is None or not ipn.pay_amount:
-        return ipn.price_amount if ipn.payment_status == "finished" else None
-    return ipn.price_amount * min(Decimal(1), ipn.actually_paid / ipn.pay_amount)
+    return price * min(Decimal(1), sent / due)
+
+
+def _missing_evidence(ipn: Ipn) -> list[str]:
+    """What a final report lacks to prove the amount paid (empty: it proves it)."""
+    checks = {
+        "no price_currency": ipn.price_currency is not None,
+        "no price_amount": ipn.price_amount is not None,
+        "no actually_paid": ipn.actually_paid is not None,
+        "no pay_amount": ipn.pay_amount is not None,
+        "pay_amount 0": ipn.pay_amount is None or ipn.pay_amount > 0,
+    }
+    return [problem for problem, ok in checks.items() if not ok]
 
 
 @dataclass(frozen=True)
@@ -149,6 +180,18 @@ async def _apply(
         # Only `waiting` leads nowhere (every other status moves or settles the order).
         return EventOutcome(Outcome.PAYMENT_WAITING, order_id=order_id)
     target, reason, attention = move
+    if (
+        status == "underpaid"
+        and target in ("paid", "underpaid")
+        and policy.is_final(ipn.payment_status)
+    ):
+        # A final report for an order already underpaid (after partially_paid, say).
+        # Underpaid never becomes paid by itself (the transitions forbid it), and a human
+        # must see either way: the customer topped up in full and waits for the keys, or
+        # the payment ended short of the total (or unproven) for good.
+        covered = target == "paid"
+        outcome = Outcome.UNDERPAID_NOW_COVERED if covered else Outcome.STILL_UNDERPAID
+        return EventOutcome(outcome, needs_attention=True, order_id=order_id)
     if status not in OPEN_ORDER and not (target == "refunded" and status in REFUNDABLE):
         # e.g. a second payment failing after the order was already paid: nothing to move.
         outcome = Outcome.order_already(status)
@@ -187,6 +230,11 @@ def _decide(
         if ipn.price_currency is not None and ipn.price_currency != currency:
             reason = f"paid in {ipn.price_currency}, order is in {currency}"
             return "failed", reason, True
+        missing = _missing_evidence(ipn)
+        if missing:
+            # A final status without the amount behind it is no proof of payment.
+            reason = f"payment {ipn.payment_id} {status} proves no amount ({', '.join(missing)})"
+            return "underpaid", reason, True
         paid = paid_in_fiat(ipn)
         if paid is None or paid + policy.tolerance < total:
             return "underpaid", _shortfall(ipn, total, currency), True
@@ -246,14 +294,17 @@ async def recheck_payments(res: Resources, minutes: int) -> int:
     for payment_id in payment_ids:
         try:
             status = await res.nowpayments_client.get_payment(payment_id)
-        except NowPaymentsError as exc:
+            # Judged as an IPN body is: an answer no IPN may carry (a negative amount, say)
+            # is refused, not applied, as the webhook refuses it with a 400.
+            ipn = Ipn.from_parsed(status.model_dump(mode="json"))
+        except (NowPaymentsError, MalformedIpn) as exc:
             # Touched all the same: a payment NOWPayments keeps refusing must not stay the
             # oldest in every batch and starve the others; it is asked again next period.
             async with res.pool.connection() as conn:
                 await repository.touch_payment(conn, payment_id)
-            log.warning("reconcile.payment_check_failed", payment_id=payment_id, code=exc.code)
+            code = exc.code if isinstance(exc, NowPaymentsError) else str(exc)
+            log.warning("reconcile.payment_check_failed", payment_id=payment_id, code=code)
             continue
-        ipn = Ipn.model_validate(status.model_dump(mode="json"))
         async with res.pool.connection() as conn, conn.transaction():
             await set_actor(conn, "reconciler", f"NOWPayments says {ipn.payment_status}")
             result = await apply_ipn(

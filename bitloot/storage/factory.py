@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -18,19 +19,22 @@ def storage_from_url(
     url: str,
     *,
     public_url: str,
-    signing_key: bytes,
+    signing_keys: Sequence[bytes],
     s3_endpoint_url: str | None = None,
     s3_access_key_id: str | None = None,
     s3_secret_access_key: str | None = None,
     s3_region: str = "auto",
 ) -> ObjectStorage:
-    """Build (without opening) the backend that ``file:///path`` or ``s3://bucket`` names."""
+    """Build (without opening) the backend that ``file:///path`` or ``s3://bucket`` names;
+    `signing_keys` sign local URLs (the first signs, all verify; S3 presigns its own)."""
     scheme, _, rest = url.partition("://")
     scheme = scheme.lower()
     if scheme == "file":
         if not rest.strip("/"):
             raise StorageError("BITLOOT_STORAGE_URL file:// needs a directory, e.g. file:///srv/x")
-        return LocalObjectStorage(_file_path(rest), public_url=public_url, signing_key=signing_key)
+        return LocalObjectStorage(
+            _file_path(rest), public_url=public_url, signing_keys=signing_keys
+        )
     if scheme == "s3":
         parts = urlsplit(url)
         if parts.path.strip("/") or parts.query or not _BUCKET.fullmatch(parts.netloc):
@@ -64,7 +68,7 @@ async def open_storage(
     url: str,
     *,
     public_url: str,
-    signing_key: bytes,
+    signing_keys: Sequence[bytes],
     s3_endpoint_url: str | None = None,
     s3_access_key_id: str | None = None,
     s3_secret_access_key: str | None = None,
@@ -74,7 +78,7 @@ async def open_storage(
     storage = storage_from_url(
         url,
         public_url=public_url,
-        signing_key=signing_key,
+        signing_keys=signing_keys,
         s3_endpoint_url=s3_endpoint_url,
         s3_access_key_id=s3_access_key_id,
         s3_secret_access_key=s3_secret_access_key,

@@ -4,6 +4,10 @@ The default backend, for one-machine installs, the demo and tests. A signed URL 
 ``{public_url}/objects/{key}?expires={unix}&sig={hex}`` where ``sig`` is
 ``HMAC-SHA256(signing_key, f"{key}\\n{expires}")``: the URL itself is the capability, as
 with an S3 presigned URL, and `local_objects_routes` serves it from `bitloot serve`.
+
+`signing_keys` is a list, like the master keys they derive from: the first signs, every
+one verifies, so a URL signed just before a new master key went first keeps working
+until the old key is removed from `BITLOOT_MASTER_KEYS`.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
@@ -45,14 +49,16 @@ class LocalObjectStorage(ObjectStorage):
         root: str | os.PathLike[str],
         *,
         public_url: str,
-        signing_key: bytes,
+        signing_keys: Sequence[bytes],
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if len(signing_key) < 32:
+        if isinstance(signing_keys, bytes | bytearray) or not signing_keys:
+            raise ValueError("the local storage needs a list of signing keys (the first signs)")
+        if any(len(key) < 32 for key in signing_keys):
             raise ValueError("the local storage signing key must be at least 32 bytes")
         self.root = Path(root).absolute()
         self._public_url = public_url.rstrip("/")
-        self._signing_key = bytes(signing_key)
+        self._signing_keys = tuple(bytes(key) for key in signing_keys)
         self._clock = clock
 
     def __repr__(self) -> str:
@@ -91,25 +97,32 @@ class LocalObjectStorage(ObjectStorage):
             raise ValueError("ttl_seconds must be positive")
         validate_object_key(key)
         expires = int(self._clock()) + ttl_seconds
-        query = urlencode({"expires": expires, "sig": self._sign(key, expires)})
+        query = urlencode(
+            {"expires": expires, "sig": self._sign(self._signing_keys[0], key, expires)}
+        )
         return f"{self._public_url}/objects/{quote(key, safe='/')}?{query}"
 
     def verify_signed_request(
         self, key: str, expires: str | int, sig: str, now: float | None = None
     ) -> bool:
-        """True only for an unexpired URL signed for exactly this key (constant-time)."""
+        """True only for an unexpired URL signed for exactly this key by any of the signing
+        keys (constant-time)."""
         expires_text = str(expires)
         if not _EXPIRES.fullmatch(expires_text) or not _SIG.fullmatch(sig):
             return False
         current = self._clock() if now is None else now
-        expected = self._sign(key, int(expires_text))
-        # Compare before looking at the clock result, so timing says nothing about the sig.
-        valid = hmac.compare_digest(expected, sig)
-        return valid and current < int(expires_text)
+        # Every key is compared, without stopping at a match, and before looking at the
+        # clock result, so timing says nothing about the signature.
+        matches = [
+            hmac.compare_digest(self._sign(signing_key, key, int(expires_text)), sig)
+            for signing_key in self._signing_keys
+        ]
+        return any(matches) and current < int(expires_text)
 
-    def _sign(self, key: str, expires: int) -> str:
+    @staticmethod
+    def _sign(signing_key: bytes, key: str, expires: int) -> str:
         message = f"{key}\n{expires}".encode()
-        return hmac.new(self._signing_key, message, hashlib.sha256).hexdigest()
+        return hmac.new(signing_key, message, hashlib.sha256).hexdigest()
 
     async def delete(self, key: str) -> None:
         """Remove the object if present."""

@@ -128,7 +128,7 @@ class MasterKeyRing:
             if len(material) != KEY_BYTES:
                 raise ValueError(f"master key {key_id!r} must be {KEY_BYTES} bytes")
         self._aeads = {key_id: AESGCM(material) for key_id, material in keys}
-        # Sub-keys for other purposes (order tokens, local URL signing), derived up front so
+        # Sub-keys for other purposes (local URL signing), derived up front so
         # the master key bytes themselves are not kept around beyond the AEAD objects.
         self._derived = {
             (key_id, purpose): _hkdf(material, purpose)
@@ -199,6 +199,12 @@ class MasterKeyRing:
         except KeyError:
             raise VaultError("no such master key or derived-key purpose") from None
 
+    def derived_keys(self, purpose: bytes) -> list[bytes]:
+        """The `purpose` key of every master key, the active one's first: sign with the
+        first, accept any, so what was signed before a new key went first stays valid
+        until the old key is removed."""
+        return [self.derived_key(purpose, key_id) for key_id in self._ids]
+
     def __repr__(self) -> str:
         return f"MasterKeyRing(ids={list(self._ids)!r}, active={self.active_id!r})"
 
@@ -208,9 +214,11 @@ class MasterKeyRing:
         raise TypeError("MasterKeyRing cannot be pickled")
 
 
-ORDER_TOKEN_PURPOSE = b"bitloot order tokens v1"
 LOCAL_URL_PURPOSE = b"bitloot local object urls v1"
-DERIVED_PURPOSES = (ORDER_TOKEN_PURPOSE, LOCAL_URL_PURPOSE)
+# The first release signed order tokens with a key derived for this purpose; kept only so
+# that those tokens are accepted until they expire (bitloot.auth.legacy_order_jwt).
+LEGACY_ORDER_TOKEN_PURPOSE = b"bitloot order tokens v1"
+DERIVED_PURPOSES = (LOCAL_URL_PURPOSE, LEGACY_ORDER_TOKEN_PURPOSE)
 
 
 def _hkdf(material: bytes, purpose: bytes) -> bytes:

@@ -1,6 +1,8 @@
 """Authentication in handlers: the bearer token, the principal it names, admin checks.
 
-A rejected token is logged by its reason code only; the token itself never is.
+A bearer token with the order-token prefix (`blot_`) is looked up in the database
+(`bitloot.auth.order_tokens`); anything else is verified as a user or admin JWT. A
+rejected token is logged by its reason code only; the token itself never is.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import structlog
 from aiohttp import hdrs, web
 
+from bitloot.auth import legacy_order_jwt, order_tokens
 from bitloot.auth.tokens import InvalidToken, Principal, TokenVerifier
 from bitloot.web.errors import Forbidden, Unauthorized
 
@@ -24,8 +27,12 @@ def bearer_token(request: web.Request) -> str | None:
     return token
 
 
-def _verify(verifier: TokenVerifier, token: str) -> Principal:
+async def _verify(verifier: TokenVerifier, db: order_tokens.Database, token: str) -> Principal:
     try:
+        if order_tokens.is_order_token(token):
+            return await order_tokens.verify(db, token)
+        if verifier.legacy_order_keys and legacy_order_jwt.is_legacy_order_token(token):
+            return legacy_order_jwt.verify(token, verifier.legacy_order_keys)
         return verifier.verify(token)
     except InvalidToken as exc:
         log.info("auth.token_rejected", reason=exc.reason)
@@ -39,18 +46,23 @@ def _verify(verifier: TokenVerifier, token: str) -> Principal:
         raise Unauthorized(detail, invalid_token=True) from None
 
 
-async def authenticate(request: web.Request, verifier: TokenVerifier) -> Principal:
-    """The principal behind the request's bearer token; 401 when missing or invalid."""
+async def authenticate(
+    request: web.Request, verifier: TokenVerifier, db: order_tokens.Database
+) -> Principal:
+    """The principal behind the request's bearer token; 401 when missing or invalid.
+    `db` (the request's pool) is where order tokens are looked up."""
     token = bearer_token(request)
     if token is None:
         raise Unauthorized("A bearer token is required.")
-    return _verify(verifier, token)
+    return await _verify(verifier, db, token)
 
 
-async def authenticate_optional(request: web.Request, verifier: TokenVerifier) -> Principal | None:
+async def authenticate_optional(
+    request: web.Request, verifier: TokenVerifier, db: order_tokens.Database
+) -> Principal | None:
     """Like `authenticate`, but None when no token is sent (a bad token is still a 401)."""
     token = bearer_token(request)
-    return None if token is None else _verify(verifier, token)
+    return None if token is None else await _verify(verifier, db, token)
 
 
 def require_admin(principal: Principal) -> Principal:

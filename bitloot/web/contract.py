@@ -61,9 +61,13 @@ BEARER_SCHEMES: dict[str, dict[str, Any]] = {
     "orderToken": {
         "type": "http",
         "scheme": "bearer",
-        "bearerFormat": "JWT",
-        "description": "An order access token (claim `order_id`): `accessToken` of "
-        "`POST /orders`, or the `#token=` of the emailed key-page link.",
+        "bearerFormat": "opaque (blot_...)",
+        "description": "An order access token: an opaque string (`blot_` and 43 base64url "
+        "characters) that opens one order, the `accessToken` of `POST /orders` or the "
+        "`#token=` of an emailed key-page link. BitLoot stores only its hash; it expires "
+        "after `BITLOOT_ORDER_TOKEN_TTL`, can be revoked (an admin resend of the delivery "
+        "email revokes the earlier emails' links), and stays valid through master-key "
+        "rotations.",
     },
     "adminToken": {
         "type": "http",
@@ -235,11 +239,11 @@ def authenticated_or_none(request: web.Request) -> Principal | None:
 async def _authenticate(request: web.Request, access: Access) -> None:
     if access == "none":
         return
-    verifier = resources(request).tokens
+    res = resources(request)
     if access == "optional":
-        request[PRINCIPAL] = await authenticate_optional(request, verifier)
+        request[PRINCIPAL] = await authenticate_optional(request, res.tokens, res.pool)
         return
-    who = await authenticate(request, verifier)
+    who = await authenticate(request, res.tokens, res.pool)
     if access == "user" and who.kind == "order_token":
         # An order token opens one order; a user's resources need to know who the user is.
         raise Unauthorized("This needs a user token, not an order token.", invalid_token=True)

@@ -14,6 +14,12 @@ import json
 from datetime import datetime
 from typing import NamedTuple
 
+import structlog
+
+from bitloot.text import is_storable
+
+log = structlog.get_logger(__name__)
+
 _VERSION = 1
 _MAX_ID_CHARS = 200
 _MAX_CURSOR_CHARS = 400
@@ -41,18 +47,26 @@ def encode_cursor(position: Position) -> str:
 def decode_cursor(cursor: str) -> Position:
     """The position `cursor` names; `InvalidCursor` for anything else."""
     if not cursor or len(cursor) > _MAX_CURSOR_CHARS or not cursor.isascii():
-        raise InvalidCursor("not a cursor from this list")
+        raise _refused()
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         version, at, ident = json.loads(raw)
         created_at = datetime.fromisoformat(at)
-    except (binascii.Error, ValueError, TypeError):
-        raise InvalidCursor("not a cursor from this list") from None
+    except (binascii.Error, ValueError, TypeError, RecursionError):
+        raise _refused() from None
     if (
         version != _VERSION
         or created_at.tzinfo is None
         or not isinstance(ident, str)
         or not 0 < len(ident) <= _MAX_ID_CHARS
+        # JSON may carry \u0000 or a lone surrogate, which PostgreSQL cannot compare.
+        or not is_storable(ident)
     ):
-        raise InvalidCursor("not a cursor from this list")
+        raise _refused()
     return Position(created_at, ident)
+
+
+def _refused() -> InvalidCursor:
+    # We issue every cursor; one that does not decode was made by hand (or cut short).
+    log.warning("cursor.refused")
+    return InvalidCursor("not a cursor from this list")

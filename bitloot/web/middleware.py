@@ -6,7 +6,11 @@
    It logs the route template, never the raw path, query string, headers or body, so a
    token can never reach the access log.
 3. `error_middleware`: every failure becomes an `application/problem+json` answer; an
-   unexpected exception is logged with its traceback and answered with a bare 500.
+   unexpected exception is logged with its traceback and answered with a bare 500 (a 400,
+   a malformed request, is a warning).
+
+And two `on_response_prepare` hooks, which see every response the application makes
+(streamed ones included): `set_request_id_header` and `set_security_headers`.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import time
 import uuid
 
 import structlog
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
 from bitloot import metrics
@@ -36,6 +40,8 @@ from bitloot.web.errors import (
 log = structlog.get_logger(__name__)
 
 REQUEST_ID_HEADER = "X-Request-Id"
+# What the Server header says: no product version to match against vulnerability lists.
+SERVER_NAME = "BitLoot"
 REQUEST_ID = web.RequestKey("request_id", str)
 
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -76,6 +82,16 @@ async def set_request_id_header(request: web.Request, response: web.StreamRespon
     rid = request.get(REQUEST_ID)
     if rid is not None:
         response.headers[REQUEST_ID_HEADER] = rid
+
+
+async def set_security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """`on_response_prepare` hook: `nosniff` and a version-less `Server` on every response,
+    and `Cache-Control: no-store` on every answer to a request that carried credentials
+    (whatever the handler set: a cache must never replay one person's data to another)."""
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers[hdrs.SERVER] = SERVER_NAME
+    if hdrs.AUTHORIZATION in request.headers:
+        response.headers[hdrs.CACHE_CONTROL] = "no-store"
 
 
 def route_template(request: web.Request) -> str:
@@ -142,6 +158,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except ApiError as err:
         if err.status >= 500:
             log.warning("http.error", status=err.status, problem=err.slug, detail=err.detail)
+        elif err.status == 400:
+            # A malformed request (hostile or broken client); the detail is public text.
+            log.warning("http.bad_request", route=route_template(request), detail=err.detail)
         return problem_response(err, rid, instance=request.path)
     except web.HTTPException as exc:
         if exc.status < 400:

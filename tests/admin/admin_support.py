@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 import psycopg
 
+from bitloot.auth.order_tokens import mint_order_token
 from bitloot.auth.tokens import mint_user_token
 from bitloot.config import Settings
 from bitloot.web.context import RESOURCES
@@ -37,8 +38,8 @@ class Tokens:
         token = mint_user_token(self._settings, sub="user-1", email="ada@example.com")
         return self._bearer(token)
 
-    def order(self, order_id: uuid.UUID) -> dict[str, str]:
-        return self._bearer(self._api.app[RESOURCES].tokens.mint_order_token(order_id))
+    async def order(self, order_id: uuid.UUID) -> dict[str, str]:
+        return self._bearer(await mint_order_token(self._api.app[RESOURCES].pool, order_id))
 
     @staticmethod
     def _bearer(token: str) -> dict[str, str]:
@@ -149,4 +150,10 @@ async def side_effects(conn: Conn, order_id: uuid.UUID) -> dict[str, int]:
             conn, "SELECT count(*) FROM email_outbox WHERE order_id = %s", order_id
         ),
         "jobs": await count(conn, "SELECT count(*) FROM procrastinate_jobs"),
+        "revoked links": await count(
+            conn,
+            "SELECT count(*) FROM order_access_tokens WHERE order_id = %s"
+            " AND revoked_at IS NOT NULL",
+            order_id,
+        ),
     }

@@ -58,7 +58,7 @@ async def test_only_an_admin_token_opens_the_admin_endpoint(
         ({}, 401),
         ({"Authorization": "Bearer not-a-jwt"}, 401),
         (tokens.customer, 403),
-        (tokens.order(order_id), 403),
+        (await tokens.order(order_id), 403),
     ]:
         status, problem = await request(http, method, url, headers=headers, json=body)
         assert (status, problem["status"]) == (expected, expected), (headers, problem)

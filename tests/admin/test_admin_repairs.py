@@ -21,6 +21,8 @@ from admin_support import (
     side_effects,
 )
 
+from bitloot.auth.order_tokens import mint_order_token
+
 
 async def _one(conn: Conn, sql: str, *params: Any) -> tuple[Any, ...]:
     rows = await (await conn.execute(sql, params)).fetchall()
@@ -130,6 +132,8 @@ async def test_resend_queues_the_next_email_generation(
 ) -> None:
     order_id = await fulfilled_order(conn)
     reason = "customer says the first email never arrived"
+    first_email_link = await mint_order_token(conn, order_id, purpose="email")
+    checkout = await mint_order_token(conn, order_id, purpose="checkout")
 
     status, body = await request(
         http, "POST", _resend_url(api, order_id), headers=tokens.admin, json={"reason": reason}
@@ -141,7 +145,18 @@ async def test_resend_queues_the_next_email_generation(
         "SELECT id, generation, status FROM email_outbox WHERE order_id = %s AND generation > 1",
         order_id,
     )
-    assert body == {"orderId": str(order_id), "outboxId": outbox_id, "generation": 2}
+    assert body == {
+        "orderId": str(order_id),
+        "outboxId": outbox_id,
+        "generation": 2,
+        "revokedLinks": 1,
+    }
+    # The first email's link (it may have gone astray) no longer opens the order; the
+    # token POST /orders gave the buyer's browser still does.
+    order_url = f"{api.url}/orders/{order_id}"
+    for token, expected in ((first_email_link, 401), (checkout, 200)):
+        headers = {"Authorization": f"Bearer {token}"}
+        assert (await request(http, "GET", order_url, headers=headers))[0] == expected
     assert (generation, email_status) == (2, "pending")
     assert await _one(
         conn, "SELECT task_name, status::text, (args->>'outbox_id')::bigint FROM procrastinate_jobs"
@@ -155,7 +170,7 @@ async def test_resend_queues_the_next_email_generation(
         ADMIN_SUB,
         "delivery_email.resend",
         reason,
-        {"outboxId": outbox_id, "generation": 2},
+        {"outboxId": outbox_id, "generation": 2, "revokedLinks": 1},
     )
 
 

@@ -13,11 +13,12 @@ import aiohttp
 import jsonschema
 import pytest
 from aiohttp import web
-from harness import Served
+from harness import Served, bare_order
 from openapi_spec_validator import validate
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from bitloot.auth.order_tokens import mint_order_token
 from bitloot.auth.tokens import mint_user_token
 from bitloot.openapi import build_document, openapi_document
 from bitloot.web import contract
@@ -277,7 +278,9 @@ async def test_the_declared_security_is_the_enforced_security(
     settings = api.app[RESOURCES].settings
     customer = mint_user_token(settings, sub="user-1", email="ada@example.com")
     admin = mint_user_token(settings, sub="ops", admin=True)
-    order_token = api.app[RESOURCES].tokens.mint_order_token(uuid.uuid4())
+    async with api.app[RESOURCES].pool.connection() as conn:
+        # For an order that no route below names.
+        order_token = await mint_order_token(conn, await bare_order(conn, "eve@example.com"))
     valid = {"userToken": customer, "adminToken": admin, "orderToken": order_token}
     checked = set()
 

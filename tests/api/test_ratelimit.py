@@ -15,6 +15,7 @@ from aiohttp.test_utils import make_mocked_request
 from harness import Served, serve_app
 from psycopg_pool import AsyncConnectionPool
 
+from bitloot.auth.order_tokens import mint_order_token
 from bitloot.auth.tokens import mint_user_token
 from bitloot.config import Settings
 from bitloot.db.connect import open_pool
@@ -167,19 +168,16 @@ async def get_status(http: aiohttp.ClientSession, url: str, token: str) -> tuple
 
 async def test_download_links_are_limited_per_principal(start_api: StartApi, conn: Conn) -> None:
     api = await start_api(rate_limit_download_per_minute=3)
-    verifier = api.app[RESOURCES].tokens
     first, second = await make_order(conn), await make_order(conn)
+    first_token = await mint_order_token(conn, first)
+    second_token = await mint_order_token(conn, second)
     async with aiohttp.ClientSession() as http:
         one = [
-            await get_status(
-                http,
-                f"{api.url}/fulfillment/{first}/download-link",
-                verifier.mint_order_token(first),
-            )
+            await get_status(http, f"{api.url}/fulfillment/{first}/download-link", first_token)
             for _ in range(4)
         ]
         other = await get_status(
-            http, f"{api.url}/fulfillment/{second}/download-link", verifier.mint_order_token(second)
+            http, f"{api.url}/fulfillment/{second}/download-link", second_token
         )
     # Unfulfilled orders answer 409; the attempts still count.
     assert [s for s, _ in one] == [409, 409, 409, 429]

@@ -44,7 +44,8 @@ async def two_servers(db_url: str, tmp_path: Path) -> AsyncIterator[tuple[Stack,
 
 
 def customer_token(sub: str) -> str:
-    claims = {"sub": sub, "role": "customer", "exp": int(time.time()) + 600}
+    now = int(time.time())
+    claims = {"sub": sub, "role": "customer", "iat": now, "exp": now + 600}
     return jwt.encode(claims, JWT_SECRET, algorithm="HS256")
 
 

@@ -1,5 +1,5 @@
-"""User/admin JWT and order-token verification: pinned algorithms, claims, and the rule
-that one kind of token never passes as the other."""
+"""User/admin JWT verification: pinned algorithms, claims, and the rule that an order
+token (opaque, `bitloot.auth.order_tokens`) never passes as a user token."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from bitloot.auth.order_tokens import new_token
 from bitloot.auth.tokens import (
-    ORDER_JWT_KID,
     InvalidToken,
     Principal,
     TokenVerifier,
@@ -26,7 +26,6 @@ from bitloot.auth.tokens import (
 from bitloot.config import ConfigError, Settings
 
 SECRET = "hs256-test-secret-that-is-long-enough!!"
-ORDER_SECRET = b"order-token-secret-32-bytes-long"
 
 
 def settings(**overrides: Any) -> Settings:
@@ -42,7 +41,7 @@ def settings(**overrides: Any) -> Settings:
 
 
 def verifier(**overrides: Any) -> TokenVerifier:
-    return TokenVerifier(settings(**overrides), order_token_secret=ORDER_SECRET)
+    return TokenVerifier(settings(**overrides))
 
 
 def claims(**overrides: Any) -> dict[str, Any]:
@@ -254,98 +253,22 @@ def test_minting_needs_a_secret(rsa_key: rsa.RSAPrivateKey) -> None:
         mint_user_token(settings(), sub="u")
 
 
-# -- order tokens ---------------------------------------------------------------------
+# -- order tokens are not JWTs -------------------------------------------------------
 
 
-def test_order_token_round_trip() -> None:
-    order_id = uuid.uuid4()
-    v = verifier()
-    token = v.mint_order_token(order_id, 600)
-    assert jwt.get_unverified_header(token)["kid"] == ORDER_JWT_KID
-    principal = v.verify(token)
-    assert principal == Principal(kind="order_token", subject=str(order_id), order_id=order_id)
-    assert not principal.is_admin
+def test_an_order_token_is_never_a_user_token() -> None:
+    # Order tokens are opaque strings looked up in the database (test_order_tokens.py);
+    # the JWT verifier, even with a secret configured, finds one malformed.
+    reject(verifier(jwt_secret=SECRET), new_token(), "malformed")
 
 
-def test_order_token_is_scoped_to_its_order() -> None:
-    a, b = uuid.uuid4(), uuid.uuid4()
-    v = verifier()
-    assert v.verify(v.mint_order_token(a)).order_id == a != b
-
-
-def test_expired_order_token_is_rejected() -> None:
-    v = verifier()
-    token = v.mint_order_token(uuid.uuid4(), 60, now=time.time() - 3600)
-    reject(v, token, "expired")
-
-
-def test_order_token_from_another_secret_is_rejected() -> None:
-    other = TokenVerifier(settings(), order_token_secret=b"another-order-secret-of-32-bytes")
-    reject(verifier(), other.mint_order_token(uuid.uuid4()), "bad_signature")
-
-
-def test_order_token_is_not_a_user_token_even_with_the_same_secret() -> None:
-    # The worst configuration: the JWT secret is also the order-token secret.
-    v = TokenVerifier(settings(jwt_secret=SECRET), order_token_secret=SECRET.encode())
-    order_token = v.mint_order_token(uuid.uuid4())
-    with pytest.raises(InvalidToken) as info:
-        v.verify_user_token(order_token)
-    assert order_token not in str(info.value)
-    # Re-signed with the raw JWT secret, its audience alone gets it refused...
-    payload = jwt.decode(order_token, options={"verify_signature": False})
-    resigned = jwt.encode({**payload, "sub": "user-1"}, SECRET, algorithm="HS256")
-    with pytest.raises(InvalidToken, match="audience"):
-        v.verify_user_token(resigned)
-    reject(v, resigned, "bad_signature")
-    # ...and without one, its `typ` still names it an order token.
-    del payload["aud"]
-    no_aud = jwt.encode({**payload, "sub": "user-1"}, SECRET, algorithm="HS256")
-    with pytest.raises(InvalidToken, match="order token"):
-        v.verify_user_token(no_aud)
-
-
-def test_order_audience_configured_for_users_still_refuses_order_tokens() -> None:
-    v = TokenVerifier(
-        settings(jwt_secret=SECRET, jwt_audience="bitloot-order"), order_token_secret=ORDER_SECRET
-    )
-    payload = jwt.decode(v.mint_order_token(uuid.uuid4()), options={"verify_signature": False})
-    resigned = jwt.encode({**payload, "sub": "user-1"}, SECRET, algorithm="HS256")
-    with pytest.raises(InvalidToken, match="order token"):
-        v.verify_user_token(resigned)
-
-
-def test_user_token_is_not_an_order_token() -> None:
-    v = verifier(jwt_secret=SECRET)
-    user_token = mint_user_token(settings(jwt_secret=SECRET), sub="user-1")
-    with pytest.raises(InvalidToken):
-        v.verify_order_token(user_token)
-    # Claiming to be an order token in the header does not help a user-key signature.
-    forged = jwt.encode(
-        {**claims(), "order_id": str(uuid.uuid4()), "typ": "bitloot-order"},
-        SECRET,
+def test_an_order_jwt_of_the_old_kind_is_refused() -> None:
+    # Order tokens used to be HS256 JWTs (kid bitloot-order-v1) under a key derived from
+    # the master key; such a token, or a forgery of one, is now a JWT we did not sign.
+    legacy = jwt.encode(
+        {**claims(), "typ": "bitloot-order", "order_id": str(uuid.uuid4())},
+        "a-derived-order-key-of-32-bytes!",
         algorithm="HS256",
-        headers={"kid": ORDER_JWT_KID},
+        headers={"kid": "bitloot-order-v1"},
     )
-    reject(v, forged, "bad_signature")
-
-
-def test_order_token_with_alg_none_is_rejected() -> None:
-    unsigned = jwt.encode(
-        {
-            "typ": "bitloot-order",
-            "order_id": str(uuid.uuid4()),
-            "iat": int(time.time()),
-            "exp": int(time.time()) + 600,
-            "iss": "bitloot",
-            "aud": "bitloot-order",
-        },
-        None,  # type: ignore[arg-type]
-        algorithm="none",
-        headers={"kid": ORDER_JWT_KID},
-    )
-    reject(verifier(), unsigned, "algorithm")
-
-
-def test_short_order_token_secret_is_refused() -> None:
-    with pytest.raises(ValueError, match="order_token_secret"):
-        TokenVerifier(settings(), order_token_secret=b"short")
+    reject(verifier(jwt_secret=SECRET), legacy, "bad_signature")

@@ -6,7 +6,7 @@ import asyncio
 import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -18,6 +18,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from psycopg_pool import AsyncConnectionPool
 
+from bitloot.auth.order_tokens import token_hash, verify
 from bitloot.config import Settings
 from bitloot.db.connect import open_pool
 from bitloot.delivery import repository as outbox
@@ -94,9 +95,9 @@ def runtime(pool: AsyncConnectionPool, smtp: SmtpServer, tmp_path: Path) -> Reso
         storage=storage_from_url(
             f"file://{tmp_path}/objects",
             public_url=settings.public_url,
-            signing_key=ring.derived_key(LOCAL_URL_PURPOSE),
+            signing_keys=ring.derived_keys(LOCAL_URL_PURPOSE),
         ),
-        tokens=token_verifier(settings, ring),
+        tokens=token_verifier(settings),
         mail=SmtpTransport.from_url(f"smtp://127.0.0.1:{smtp.port}", timeout=5),
     )
 
@@ -129,6 +130,34 @@ async def outbox_row(conn: Conn, outbox_id: int) -> dict[str, Any]:
     row = await cur.fetchone()
     assert row is not None
     return row
+
+
+async def token_purposes(conn: Conn, order_id: uuid.UUID) -> list[str]:
+    cur = await conn.execute(
+        "SELECT purpose FROM order_access_tokens WHERE order_id = %s ORDER BY created_at",
+        (order_id,),
+    )
+    return [purpose for (purpose,) in await cur.fetchall()]
+
+
+def emailed_token(message: EmailMessage) -> str:
+    text = message.get_body(preferencelist=("plain",))
+    assert text is not None
+    link = re.search(r"/key#token=(\S+)", text.get_content())
+    assert link is not None
+    return link[1]
+
+
+@dataclass
+class CommitLost:
+    """SMTP accepts the message, then the database connection goes: the send transaction's
+    COMMIT never happens, as in a crash right after the server's 250."""
+
+    smtp: Any
+
+    async def send(self, msg: EmailMessage) -> None:
+        await self.smtp.send(msg)
+        raise psycopg.OperationalError("server closed the connection unexpectedly")
 
 
 async def test_create_twice_makes_one_row(conn: Conn) -> None:
@@ -212,8 +241,12 @@ async def test_deliver_twice_sends_exactly_once(
         r"https://shop\.example/orders/([0-9a-f-]+)/key#token=(\S+)", text.get_content()
     )
     assert link is not None and link[1] == str(order_id)
-    # The link's token opens exactly this order.
-    assert runtime.tokens.verify(link[2]).order_id == order_id
+    # The link's token opens exactly this order, was issued for an email, is stored only
+    # as its hash, and the second call (the row already sent) issued none.
+    assert (await verify(conn, link[2])).order_id == order_id
+    assert await token_purposes(conn, order_id) == ["email"]
+    cur = await conn.execute("SELECT token_hash FROM order_access_tokens")
+    assert [bytes(h) for (h,) in await cur.fetchall()] == [token_hash(link[2])]
     row = await outbox_row(conn, outbox_id)
     assert row["status"] == "sent"
     assert (
@@ -232,6 +265,28 @@ async def test_concurrent_jobs_for_one_row_send_once(
     results = await asyncio.gather(*(deliver(outbox_id, runtime) for _ in range(3)))
     assert sorted(results) == [False, False, True]
     assert len(smtp.handler.messages) == 1
+
+
+async def test_the_link_of_a_copy_whose_commit_was_lost_still_works(
+    conn: Conn, smtp: SmtpServer, runtime: Resources
+) -> None:
+    order_id = await make_order(conn)
+    outbox_id = await outbox.create_delivery_email(conn, order_id, "buyer@example.com")
+    smtp.start()
+    with pytest.raises(psycopg.OperationalError):
+        await deliver(outbox_id, replace(runtime, mail=CommitLost(runtime.mail)))
+    row = await outbox_row(conn, outbox_id)
+    assert (row["status"], row["message_id"]) == ("pending", None)  # the send rolled back
+    assert await deliver(outbox_id, runtime) is True  # the retried job
+
+    first, second = smtp.handler.messages
+    assert first["Message-ID"] == second["Message-ID"]  # recognisably one email, twice
+    # The customer may read either copy: the token of the first was committed before the
+    # send transaction began, so its rollback took nothing with it.
+    for message in (first, second):
+        assert (await verify(conn, emailed_token(message))).order_id == order_id
+    assert emailed_token(first) != emailed_token(second)
+    assert await token_purposes(conn, order_id) == ["email", "email"]
 
 
 async def test_smtp_down_then_up_retries_and_sends_once(

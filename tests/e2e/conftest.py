@@ -4,7 +4,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from mail import SmtpSink
 from stack import Stack
+
+from bitloot.processes import free_port
 
 
 @pytest.fixture
@@ -15,3 +18,12 @@ async def stack(db_url: str, tmp_path: Path) -> AsyncIterator[Stack]:
         yield s
     finally:
         s.stop_all()
+
+
+@pytest.fixture
+async def smtp() -> AsyncIterator[SmtpSink]:
+    """A real SMTP server on a free port (set `BITLOOT_SMTP_URL` to `smtp.url` to use it)."""
+    sink = SmtpSink(port=free_port())
+    sink.start()
+    yield sink
+    sink.stop()

@@ -6,6 +6,7 @@ use): each in its own process group, logging to `<data_dir>/<name>.log`."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import signal
 import subprocess
@@ -18,6 +19,7 @@ from typing import Any
 
 import aiohttp
 import psycopg
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from bitloot.processes import ChildProcesses, free_port
 from bitloot.sim.kinguin_catalog import IMAGE_PRODUCT_ID, MIXED_PRODUCT_ID, TEXT_PRODUCT_ID
@@ -63,7 +65,7 @@ class Stack(ChildProcesses):
             "BITLOOT_JWT_SECRET": JWT_SECRET,
             "BITLOOT_NOWPAYMENTS_API_URL": f"{self.sim}/nowpayments/v1",
             "BITLOOT_NOWPAYMENTS_API_KEY": "e2e-np-key",
-            "BITLOOT_NOWPAYMENTS_IPN_SECRET": "e2e-ipn-secret",
+            "BITLOOT_NOWPAYMENTS_IPN_SECRET": "e2e-ipn-secret-0123456789",
             "BITLOOT_KINGUIN_API_URL": f"{self.sim}/kinguin",
             "BITLOOT_KINGUIN_API_KEY": "e2e-kinguin-key",
             "BITLOOT_KINGUIN_WEBHOOK_SECRET": "e2e-kinguin-webhook-secret",
@@ -232,3 +234,46 @@ class Stack(ChildProcesses):
 
 def new_uuid() -> str:
     return str(uuid.uuid4())
+
+
+async def issued_serials(
+    stack: Stack, http: aiohttp.ClientSession, order_id: str
+) -> dict[str, bytes]:
+    """What the Kinguin simulator issued for our order, key id -> plaintext bytes."""
+    out: dict[str, bytes] = {}
+    for order in await stack.sim_orders(http):
+        if order.get("orderExternalId") != order_id:
+            continue
+        for product in order["products"]:
+            for key in product.get("keys", []):
+                if "serial" not in key:
+                    continue
+                serial = key["serial"]
+                out[key["id"]] = (
+                    serial.encode() if key.get("type", "text/plain") == "text/plain"
+                    else base64.b64decode(serial)
+                )  # fmt: skip
+    return out
+
+
+async def reveal(
+    http: aiohttp.ClientSession, api: str, order_id: str, token: str
+) -> tuple[int, dict[str, bytes]]:
+    """Reveal as the key page does: download-link with `token`, each signed URL fetched,
+    each blob decrypted with its data key. (download-link's status, key id -> plaintext);
+    no keys unless it answered 200."""
+    headers = {"Authorization": f"Bearer {token}"}
+    async with http.get(f"{api}/fulfillment/{order_id}/download-link", headers=headers) as r:
+        body = await r.json(content_type=None)
+        if r.status != 200:
+            return r.status, {}
+    out: dict[str, bytes] = {}
+    for key in body["keys"]:
+        async with http.get(key["signedUrl"]) as obj:
+            assert obj.status == 200, (obj.status, await obj.text())
+            blob = await obj.read()
+        assert blob[0] == 1, "unknown ciphertext version"
+        additional = f"{order_id}:{key['keyId']}".encode()
+        aead = AESGCM(base64.b64decode(key["dataKey"]))
+        out[key["keyId"]] = aead.decrypt(blob[1:13], blob[13:], additional)
+    return 200, out

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import Counter
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -13,22 +12,13 @@ import aiohttp
 import psycopg
 import pytest
 from mail import SmtpSink, text_of
-from stack import Stack
+from stack import Stack, issued_serials
 from waiting import wait_until
 
 from bitloot.chaos import POINTS
-from bitloot.processes import free_port
 from bitloot.sim.kinguin_catalog import IMAGE_PRODUCT_ID, MIXED_PRODUCT_ID, TEXT_PRODUCT_ID
 from bitloot.storage.local import LocalObjectStorage  # noqa: F401 - documents the layout
 from bitloot.vault.crypto import MasterKeyRing, open_blob, unwrap_data_key
-
-
-@pytest.fixture
-async def smtp() -> AsyncIterator[SmtpSink]:
-    sink = SmtpSink(port=free_port())
-    sink.start()
-    yield sink
-    sink.stop()
 
 
 @pytest.fixture
@@ -55,28 +45,6 @@ def delivered_serials(stack: Stack, order_id: str) -> dict[str, bytes]:
         )
         blob = (stack.data_dir / "objects" / object_key).read_bytes()
         out[key_id] = open_blob(blob, data_key, order_id=order_id, key_id=key_id)
-    return out
-
-
-async def issued_serials(
-    stack: Stack, http: aiohttp.ClientSession, order_id: str
-) -> dict[str, bytes]:
-    """What the Kinguin simulator issued for our order, key id -> plaintext bytes."""
-    import base64
-
-    out: dict[str, bytes] = {}
-    for order in await stack.sim_orders(http):
-        if order.get("orderExternalId") != order_id:
-            continue
-        for product in order["products"]:
-            for key in product.get("keys", []):
-                if "serial" not in key:
-                    continue
-                serial = key["serial"]
-                out[key["id"]] = (
-                    serial.encode() if key.get("type", "text/plain") == "text/plain"
-                    else base64.b64decode(serial)
-                )  # fmt: skip
     return out
 
 

@@ -9,12 +9,10 @@ import signal
 import subprocess
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import psycopg
-import pytest
 from mail import SmtpSink
 from stack import JWT_SECRET, Stack
 
@@ -25,14 +23,6 @@ from bitloot.processes import free_port
 from bitloot.sim.kinguin_catalog import TEXT_PRODUCT_ID
 
 CAMPAIGN_PRODUCT = "5c9b00000000000000c0ffee"
-
-
-@pytest.fixture
-async def smtp() -> AsyncIterator[SmtpSink]:
-    sink = SmtpSink(port=free_port())
-    sink.start()
-    yield sink
-    sink.stop()
 
 
 async def _control(http: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> None:

@@ -16,6 +16,7 @@ import aiohttp
 import jwt
 import psycopg
 
+from bitloot.auth.order_tokens import Purpose, mint_order_token, revoke, token_hash
 from bitloot.auth.tokens import mint_user_token
 from bitloot.fulfillment.service import run_fulfillment
 from bitloot.resources import Resources
@@ -61,8 +62,22 @@ class Shop:
     def user_token(self, sub: str = OWNER, *, admin: bool = False) -> str:
         return mint_user_token(self.ctx.settings, sub=sub, admin=admin)
 
-    def order_token(self, order_id: uuid.UUID, ttl: int | None = None) -> str:
-        return self.ctx.tokens.mint_order_token(order_id, ttl)
+    async def order_token(self, order_id: uuid.UUID, purpose: Purpose = "checkout") -> str:
+        return await mint_order_token(self.conn, order_id, purpose=purpose)
+
+    async def expired_order_token(self, order_id: uuid.UUID) -> str:
+        token = await self.order_token(order_id)
+        await self.conn.execute(
+            "UPDATE order_access_tokens SET created_at = now() - interval '2 hours',"
+            " expires_at = now() - interval '1 hour' WHERE token_hash = %s",
+            (token_hash(token),),
+        )
+        return token
+
+    async def revoked_order_token(self, order_id: uuid.UUID) -> str:
+        token = await self.order_token(order_id, purpose="email")
+        await revoke(self.conn, order_id, purpose="email", reason="resend")
+        return token
 
     def expired_user_token(self, sub: str = OWNER) -> str:
         now = int(time.time())

@@ -18,6 +18,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from harness import bare_order
 from keypage_support import (
     access_events,
     create_order,
@@ -29,6 +30,7 @@ from keypage_support import (
     worker_runtime,
 )
 
+from bitloot.auth.order_tokens import mint_order_token
 from bitloot.sim.kinguin_catalog import IMAGE_PRODUCT_ID, TEXT_PRODUCT_ID
 from bitloot.web.context import RESOURCES
 
@@ -110,7 +112,7 @@ async def test_reveal_text_and_image_keys(
     )
     issued = await issued_keys(sim.url, order_id)
     assert sorted(kind.split("/")[0] for kind, _ in issued.values()) == ["image", "text", "text"]
-    token = api.app[RESOURCES].tokens.mint_order_token(order_id)
+    token = await mint_order_token(api.app[RESOURCES].pool, order_id)
 
     page = await context.new_page()
     console = Console(page)
@@ -187,7 +189,7 @@ async def test_page_polls_until_the_order_is_fulfilled(
 ) -> None:
     await seed_products(conn)
     order_id = await create_order(api.url, [{"productId": TEXT_PRODUCT_ID, "qty": 1}])
-    token = api.app[RESOURCES].tokens.mint_order_token(order_id)
+    token = await mint_order_token(api.app[RESOURCES].pool, order_id)
     page = await context.new_page()
     console = Console(page)
     await page.goto(f"{api.url}/orders/{order_id}/key#token={token}")
@@ -206,12 +208,12 @@ async def test_page_polls_until_the_order_is_fulfilled(
 
 
 @pytest.mark.parametrize("which", ["garbage", "another order's token", "no token"])
-async def test_a_bad_link_shows_why(api: Any, context: Any, which: str) -> None:
+async def test_a_bad_link_shows_why(api: Any, conn: Conn, context: Any, which: str) -> None:
     order_id = uuid.uuid4()
-    verifier = api.app[RESOURCES].tokens
+    another = await bare_order(conn, "eve@example.com")
     fragment = {
         "garbage": "#token=eyJhbGciOiJub25lIn0.e30.",
-        "another order's token": f"#token={verifier.mint_order_token(uuid.uuid4())}",
+        "another order's token": f"#token={await mint_order_token(conn, another)}",
         "no token": "",
     }[which]
     page = await context.new_page()

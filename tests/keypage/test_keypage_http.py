@@ -13,6 +13,7 @@ import pytest
 from keypage_support import access_events, fulfilled_order
 from waiting import wait_until
 
+from bitloot.auth.order_tokens import mint_order_token
 from bitloot.config import load_settings
 from bitloot.keypage.routes import content_security_policy, storage_origins
 from bitloot.sim.kinguin_catalog import TEXT_PRODUCT_ID
@@ -107,7 +108,7 @@ async def settled_digests(
 
 async def test_page_headers_markup_and_no_side_effects(api: Any, sim: Any, conn: Conn) -> None:
     order_id = await fulfilled_order(api, sim, conn, [{"productId": TEXT_PRODUCT_ID, "qty": 1}])
-    token = api.app[RESOURCES].tokens.mint_order_token(order_id)
+    token = await mint_order_token(api.app[RESOURCES].pool, order_id)
     before = await settled_digests(conn, sim.url, order_id)
     page_url = f"{api.url}/orders/{order_id}/key"
 

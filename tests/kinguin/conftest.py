@@ -24,7 +24,7 @@ from bitloot.resources import Resources
 from bitloot.sim.app import SimConfig
 from bitloot.sim.kinguin_catalog import TEXT_PRODUCT_ID
 from bitloot.storage.factory import open_storage
-from bitloot.vault.crypto import LOCAL_URL_PURPOSE, ORDER_TOKEN_PURPOSE, MasterKeyRing
+from bitloot.vault.crypto import LOCAL_URL_PURPOSE, MasterKeyRing
 
 Conn = psycopg.AsyncConnection[Any]
 
@@ -96,7 +96,7 @@ async def runtime(
     storage = await open_storage(
         settings.effective_storage_url,
         public_url=settings.public_url,
-        signing_key=ring.derived_key(LOCAL_URL_PURPOSE),
+        signing_keys=ring.derived_keys(LOCAL_URL_PURPOSE),
     )
     kinguin = KinguinClient(
         f"{sim.url}/kinguin",
@@ -106,7 +106,7 @@ async def runtime(
         backoff_max=0.05,
         on_call=kinguin_calls.record,
     )
-    verifier = TokenVerifier(settings, order_token_secret=ring.derived_key(ORDER_TOKEN_PURPOSE))
+    verifier = TokenVerifier(settings)
     async with kinguin:
         yield Resources(
             settings=settings,

@@ -14,6 +14,7 @@ import aiohttp
 import psycopg
 import pytest
 
+from bitloot.fulfillment.kinguin_webhook import MAX_CLOCK_SKEW
 from bitloot.fulfillment.service import run_fulfillment
 from bitloot.kinguin.models import format_event_time
 from bitloot.resources import Resources
@@ -358,6 +359,89 @@ async def test_event_for_another_kinguin_order_of_ours_is_flagged(
     ) == ("processing", T0)
     assert (await events(conn, order_id))[-1] == ("order.status", "other_kinguin_order", True)
     assert await counts(conn, order_id) == (2, 0)
+
+
+# --- events dated in the future (issue 13, item 5) -----------------------------------
+
+
+def now_ms() -> datetime:
+    """Now, to the millisecond a Kinguin updatedAt carries."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+async def watermark(conn: Conn, one: One, order_id: uuid.UUID) -> tuple[str, datetime | None]:
+    row = await one(
+        conn, "SELECT status, status_updated_at FROM kinguin_orders WHERE order_id = %s", order_id
+    )
+    return row[0], row[1]
+
+
+async def test_a_far_future_event_does_not_make_the_real_one_stale(
+    hook: Hook, conn: Conn, paid_order: Any, one: One
+) -> None:
+    order_id = await paid_order()
+    await record_kinguin_order(conn, order_id, "KFUTURE001")
+    far = datetime.now(UTC) + timedelta(days=365)
+    assert await hook.status("KFUTURE001", order_id, "processing", far) == 204
+    # Stored and flagged; the watermark stays unset.
+    assert await events(conn, order_id) == [("order.status", "future_timestamp", True)]
+    assert await watermark(conn, one, order_id) == ("processing", None)
+    assert await counts(conn, order_id) == (1, 0)
+
+    real = now_ms()
+    assert await hook.status("KFUTURE001", order_id, "completed", real) == 204
+    assert (await events(conn, order_id))[-1] == (
+        "order.status",
+        "fulfillment_enqueued_completed",
+        False,
+    )
+    assert await watermark(conn, one, order_id) == ("completed", real)
+    assert await counts(conn, order_id) == (2, 1)
+
+
+async def test_a_far_future_completion_is_flagged_and_still_a_hint_for_the_job(
+    hook: Hook, conn: Conn, paid_order: Any, one: One
+) -> None:
+    order_id = await paid_order()
+    await record_kinguin_order(conn, order_id, "KFUTURE002")
+    far = datetime.now(UTC) + timedelta(days=365)
+    assert await hook.status("KFUTURE002", order_id, "completed", far) == 204
+    # The job re-reads the order from Kinguin: queued as for a correctly dated completion.
+    assert await events(conn, order_id) == [("order.status", "future_timestamp", True)]
+    assert await counts(conn, order_id) == (1, 1)
+    assert await watermark(conn, one, order_id) == ("processing", None)
+
+
+async def test_an_event_within_the_clock_skew_is_the_watermark(
+    hook: Hook, conn: Conn, paid_order: Any, one: One
+) -> None:
+    order_id = await paid_order()
+    await record_kinguin_order(conn, order_id, "KSKEW00001")
+    ahead = now_ms() + MAX_CLOCK_SKEW - timedelta(minutes=1)
+    assert await hook.status("KSKEW00001", order_id, "processing", ahead) == 204
+    assert await events(conn, order_id) == [("order.status", "noted", False)]
+    assert await watermark(conn, one, order_id) == ("processing", ahead)
+
+
+async def test_a_watermark_stored_in_the_future_is_replaced_by_a_real_event(
+    hook: Hook, conn: Conn, paid_order: Any, one: One
+) -> None:
+    # Stored before future dates were refused: it must not keep real events out.
+    order_id = await paid_order()
+    await record_kinguin_order(conn, order_id, "KPOISON001")
+    await conn.execute(
+        "UPDATE kinguin_orders SET status_updated_at = now() + interval '1 year'"
+        " WHERE order_id = %s",
+        (order_id,),
+    )
+    real = now_ms()
+    assert await hook.status("KPOISON001", order_id, "completed", real) == 204
+    assert await events(conn, order_id) == [
+        ("order.status", "fulfillment_enqueued_completed", False)
+    ]
+    assert await watermark(conn, one, order_id) == ("completed", real)
+    assert await counts(conn, order_id) == (1, 1)
 
 
 # --- canceled, end to end: the sim's own webhook, then the worker ---------------------

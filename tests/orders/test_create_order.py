@@ -233,29 +233,142 @@ def sim_base(created: dict[str, Any]) -> str:
     return str(created["invoiceUrl"]).split("/nowpayments/")[0]
 
 
-async def test_idempotency_key_reused_for_another_order_is_422(
+async def test_a_user_reusing_a_key_for_another_request_gets_a_422_that_names_nothing(
     api: Served, catalog: None, conn: Conn, http: aiohttp.ClientSession
 ) -> None:
-    await post_order(http, api.url, order_body((GAME, 1)), key="checkout-2")
+    user = mint_user_token(settings_of(api), sub="user-1")
+    _, first, _ = await post_order(http, api.url, order_body((GAME, 1)), key="k-2", token=user)
     for other in (order_body((GAME, 1), email="eve@example.com"), order_body((DLC, 2))):
-        status, problem, _ = await post_order(http, api.url, other, key="checkout-2")
+        status, problem, _ = await post_order(http, api.url, other, key="k-2", token=user)
         assert status == 422
         assert locs(problem) == [["header", "Idempotency-Key"]]
+        assert first["id"] not in str(problem) and "ada@" not in str(problem)
     assert len(await rows(conn, "SELECT id FROM orders")) == 1
 
 
-async def test_concurrent_replays_all_answer_with_the_recorded_invoice(
+async def test_the_same_request_normalised_is_a_replay(
+    api: Served, catalog: None, conn: Conn, http: aiohttp.ClientSession
+) -> None:
+    # The fingerprint reads the email case-insensitively and the items in any order.
+    _, first, _ = await post_order(http, api.url, order_body((GAME, 1), (DLC, 2)), key="k-n")
+    same = order_body((DLC, 2), (GAME, 1), email="Ada@Example.COM")
+    status, again, _ = await post_order(http, api.url, same, key="k-n")
+    assert (status, again["id"]) == (201, first["id"])
+    assert len(await rows(conn, "SELECT id FROM orders")) == 1
+
+
+async def test_a_guest_cannot_get_another_guests_token_by_reusing_their_key(
+    api: Served, catalog: None, conn: Conn, http: aiohttp.ClientSession
+) -> None:
+    _, victim, _ = await post_order(http, api.url, order_body((GAME, 1)), key="checkout-2")
+    for other in (order_body((GAME, 1), email="eve@example.com"), order_body((DLC, 2))):
+        status, created, _ = await post_order(http, api.url, other, key="checkout-2")
+        # Another request under the same key is another guest's: an order of their own.
+        assert status == 201, created
+        assert created["id"] != victim["id"]
+        assert created["accessToken"] != victim["accessToken"]
+        status, _ = await get_order(http, api.url, victim["id"], created["accessToken"])
+        assert status == 404
+    assert len(await rows(conn, "SELECT id FROM orders")) == 3
+
+
+async def test_two_users_using_the_same_key_get_two_orders(
+    api: Served, catalog: None, conn: Conn, http: aiohttp.ClientSession
+) -> None:
+    made = {}
+    for sub in ("user-1", "user-2"):
+        token = mint_user_token(settings_of(api), sub=sub)
+        status, created, _ = await post_order(
+            http, api.url, order_body((GAME, 1)), key="cart-1", token=token
+        )
+        assert status == 201, created
+        made[sub] = created["id"]
+    assert made["user-1"] != made["user-2"]
+    assert sorted(await rows(conn, "SELECT user_id FROM orders")) == [("user-1",), ("user-2",)]
+    assert sorted(await rows(conn, "SELECT scope FROM order_idempotency_keys")) == [
+        ("user:user-1",),
+        ("user:user-2",),
+    ]
+
+
+async def pay_in_full(http: aiohttp.ClientSession, conn: Conn, created: dict[str, Any]) -> None:
+    """Pay the invoice through the simulator; its IPNs make the order `paid`."""
+    [(invoice_id,)] = await rows(conn, "SELECT invoice_id FROM orders WHERE id = %s", created["id"])
+    url = f"{sim_base(created)}/nowpayments/sim/invoices/{invoice_id}/pay"
+    async with http.post(url, json={"wait": True, "interval_ms": 0}) as resp:
+        assert resp.status == 201, await resp.text()
+    [(order_status,)] = await rows(conn, "SELECT status FROM orders WHERE id = %s", created["id"])
+    assert order_status == "paid"
+
+
+async def test_a_replay_gets_a_token_only_while_the_order_awaits_payment(
     api: Served, catalog: None, conn: Conn, http: aiohttp.ClientSession
 ) -> None:
     body = order_body((GAME, 1))
+    _, first, _ = await post_order(http, api.url, body, key="checkout-3")
+    status, waiting, _ = await post_order(http, api.url, body, key="checkout-3")
+    assert (status, waiting["id"], waiting["status"]) == (201, first["id"], "waiting")
+    assert (await get_order(http, api.url, first["id"], waiting["accessToken"]))[0] == 200
+
+    await pay_in_full(http, conn, first)
+    status, paid, resp = await post_order(http, api.url, body, key="checkout-3")
+    # The id and the status: nothing that opens the order, nor its invoice.
+    assert status == 201
+    assert paid == {
+        "id": first["id"],
+        "status": "paid",
+        "totalAmount": "14.99",
+        "currency": "eur",
+        "invoiceUrl": None,
+        "accessToken": None,
+    }
+    assert resp.headers["Location"] == f"/orders/{first['id']}"
+    assert await rows(conn, "SELECT purpose, count(*) FROM order_access_tokens GROUP BY 1") == [
+        ("checkout", 2)
+    ]
+
+
+async def test_a_key_older_than_24_hours_makes_a_new_order(
+    api: Served, catalog: None, conn: Conn, http: aiohttp.ClientSession
+) -> None:
+    body = order_body((GAME, 1))
+    _, first, _ = await post_order(http, api.url, body, key="monthly")
+    await conn.execute(
+        "UPDATE order_idempotency_keys SET created_at = now() - interval '24 hours 1 second'"
+    )
+    status, second, _ = await post_order(http, api.url, body, key="monthly")
+    assert status == 201
+    assert second["id"] != first["id"]
+    assert second["accessToken"] and second["invoiceUrl"] != first["invoiceUrl"]
+    # The key now protects retries of the new order, for 24 hours again.
+    status, again, _ = await post_order(http, api.url, body, key="monthly")
+    assert again["id"] == second["id"]
+    assert await rows(conn, "SELECT order_id::text FROM order_idempotency_keys") == [
+        (second["id"],)
+    ]
+    # The old column is no longer written.
+    assert await rows(conn, "SELECT count(*) FROM orders WHERE idempotency_key IS NOT NULL") == [
+        (0,)
+    ]
+
+
+@pytest.mark.parametrize("signed_in", [False, True])
+async def test_concurrent_replays_all_answer_with_the_recorded_invoice(
+    api: Served, catalog: None, conn: Conn, http: aiohttp.ClientSession, signed_in: bool
+) -> None:
+    body = order_body((GAME, 1))
+    token = mint_user_token(settings_of(api), sub="user-1") if signed_in else None
     answers = await asyncio.gather(
-        *(post_order(http, api.url, body, key="double-click") for _ in range(5))
+        *(post_order(http, api.url, body, key="double-click", token=token) for _ in range(5))
     )
     assert [status for status, _, _ in answers] == [201] * 5
     [(order_id, invoice_url)] = await rows(conn, "SELECT id, invoice_url FROM orders")
     assert {(created["id"], created["invoiceUrl"]) for _, created, _ in answers} == {
         (str(order_id), invoice_url)
     }
+    assert await rows(conn, "SELECT count(*) FROM order_idempotency_keys") == [(1,)]
+    for _, created, _ in answers:  # every answer's token opens the one order
+        assert (await get_order(http, api.url, str(order_id), created["accessToken"]))[0] == 200
 
 
 # --- NOWPayments failing -------------------------------------------------------------------

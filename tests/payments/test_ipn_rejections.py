@@ -115,6 +115,26 @@ async def test_signed_ipn_with_an_unknown_status_is_400_and_leaves_no_trace(
     assert await snapshot(conn) == before
 
 
+async def test_signed_ipn_with_a_negative_amount_is_400_and_leaves_no_trace(
+    api: Served, conn: Any, http: aiohttp.ClientSession, order_id: uuid.UUID
+) -> None:
+    before = await snapshot(conn)
+    for field in (
+        "price_amount",
+        "pay_amount",
+        "actually_paid",
+        "actually_paid_at_fiat",
+        "outcome_amount",
+    ):
+        raw, signature = signed(ipn_for(order_id, **{field: RawNumber("-0.00023984")}))
+        status, content_type, body = await post_ipn(http, api.url, raw, signature)
+        assert status == 400, field
+        assert_problem(content_type, body, 400)
+        assert field in body["detail"]
+        assert "0.00023984" not in body["detail"]  # names the field, never echoes the value
+    assert await snapshot(conn) == before
+
+
 async def test_oversized_body_is_413_and_leaves_no_trace(
     api: Served, conn: Any, http: aiohttp.ClientSession, order_id: uuid.UUID
 ) -> None:

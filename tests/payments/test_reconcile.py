@@ -19,7 +19,7 @@ from ipn_support import PRICE, order_trail, scalar
 
 from bitloot.config import Settings
 from bitloot.fulfillment.service import defer_fulfillment, fulfillment_lock
-from bitloot.nowpayments.models import Ipn
+from bitloot.nowpayments.models import Ipn, PaymentStatus
 from bitloot.nowpayments.signature import parse_ipn_json
 from bitloot.payments import service as payments_service
 from bitloot.payments.service import PaymentPolicy, apply_ipn, reconcile
@@ -347,6 +347,35 @@ async def test_payments_nowpayments_keeps_refusing_do_not_starve_the_others(
         await reconcile(res)
 
     assert await order_trail(conn, order_id) == ["created", "waiting", "paid"]
+
+
+async def test_an_answer_with_a_negative_amount_is_refused_like_such_an_ipn(
+    res: Resources,
+    conn: Conn,
+    http: aiohttp.ClientSession,
+    sim: Served,
+    api_port: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    order_id = await new_order(conn, "waiting")
+    payment_id = await sim_payment(http, sim, api_port, order_id)
+    await known_payment(conn, payment_id, order_id, "waiting", "1 hour")
+    await drive(http, sim, payment_id, "finished")
+    client = res.nowpayments_client
+    get_payment = client.get_payment
+
+    async def negative(payment_id: str) -> PaymentStatus:
+        answer = await get_payment(payment_id)
+        assert answer.pay_amount is not None
+        return answer.model_copy(update={"actually_paid": -answer.pay_amount})
+
+    monkeypatch.setattr(client, "get_payment", negative)
+    assert (await reconcile(res))["payments_rechecked"] == 1
+    # Nothing applied, nothing stored; touched, so it waits a period like a refused check.
+    assert await order_trail(conn, order_id) == ["created", "waiting"]
+    assert await payment_row(conn, payment_id) == ("waiting", True)
+    assert await scalar(conn, "SELECT count(*) FROM webhook_events") == 0
+    assert await fulfill_jobs(conn, order_id) == 0
 
 
 # --- 3. orders nobody paid -----------------------------------------------------------------

@@ -18,14 +18,14 @@ async def test_old_and_new_secrets_are_both_accepted(
     make_settings: Callable[..., Settings], api_port: int
 ) -> None:
     settings = make_settings(
-        nowpayments_ipn_secret="new-ipn-secret, old-ipn-secret",
+        nowpayments_ipn_secret="new-ipn-secret-2026, old-ipn-secret-2025",
         kinguin_webhook_secret="new-kinguin-secret,old-kinguin-secret",
     )
     served = await serve_app(await build_app(settings), api_port)
     try:
         async with aiohttp.ClientSession() as http:
             for secret, expected in [
-                ("new-ipn-secret", 200), ("old-ipn-secret", 200), ("other-secret", 401),
+                ("new-ipn-secret-2026", 200), ("old-ipn-secret-2025", 200), ("other-secret", 401),
             ]:  # fmt: skip
                 raw, sig = signed(ipn_for(uuid.uuid4(), payment_id=str(uuid.uuid4().int)[:10]),
                                   secret)  # fmt: skip

@@ -38,7 +38,7 @@ class Served:
         return LocalObjectStorage(
             self.storage.root,
             public_url=self.storage._public_url,
-            signing_key=SIGNING_KEY,
+            signing_keys=[SIGNING_KEY],
             clock=lambda: clock,
         )
 
@@ -51,7 +51,7 @@ async def served(tmp_path: Path) -> AsyncIterator[Served]:
     storage = LocalObjectStorage(
         tmp_path / "objects",
         public_url=f"http://127.0.0.1:{port}/",
-        signing_key=SIGNING_KEY,
+        signing_keys=[SIGNING_KEY],
         clock=lambda: NOW,
     )
     app = web.Application()
@@ -199,7 +199,7 @@ async def test_exists_and_delete(served: Served) -> None:
 
 async def test_check_creates_the_directory(tmp_path: Path) -> None:
     storage = LocalObjectStorage(
-        tmp_path / "a" / "b", public_url="http://x", signing_key=SIGNING_KEY
+        tmp_path / "a" / "b", public_url="http://x", signing_keys=[SIGNING_KEY]
     )
     await storage.check()
     assert (tmp_path / "a" / "b").is_dir()
@@ -209,7 +209,7 @@ async def test_check_creates_the_directory(tmp_path: Path) -> None:
 async def test_check_fails_clearly_when_the_root_is_unusable(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a directory")
     storage = LocalObjectStorage(
-        tmp_path / "file" / "objects", public_url="http://x", signing_key=SIGNING_KEY
+        tmp_path / "file" / "objects", public_url="http://x", signing_keys=[SIGNING_KEY]
     )
     with pytest.raises(StorageError, match="is not usable"):
         await storage.check()
@@ -237,12 +237,48 @@ def test_object_key_is_canonical_and_cannot_escape() -> None:
 
 def test_short_signing_key_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="32 bytes"):
-        LocalObjectStorage(tmp_path, public_url="http://x", signing_key=b"short")
+        LocalObjectStorage(tmp_path, public_url="http://x", signing_keys=[b"short"])
+    for nothing in ([], SIGNING_KEY):  # a bare key is not a list of keys
+        with pytest.raises(ValueError, match="list of signing keys"):
+            LocalObjectStorage(tmp_path, public_url="http://x", signing_keys=nothing)
+
+
+async def test_urls_survive_a_master_key_rotation(tmp_path: Path) -> None:
+    """Signed with the ring's first key, accepted with any: a URL issued under k1 still
+    opens once k2 went first, and stops only when k1 is removed."""
+    from bitloot.vault.crypto import LOCAL_URL_PURPOSE, MasterKeyRing, generate_master_key
+
+    k1, k2 = generate_master_key("k1"), generate_master_key("k2")
+
+    def store(keys: str) -> LocalObjectStorage:
+        ring = MasterKeyRing.parse(keys)
+        return LocalObjectStorage(
+            tmp_path,
+            public_url="http://x",
+            signing_keys=ring.derived_keys(LOCAL_URL_PURPOSE),
+            clock=lambda: NOW,
+        )
+
+    def query(url: str) -> tuple[str, str]:
+        params = parse_qs(urlsplit(url).query)
+        return params["expires"][0], params["sig"][0]
+
+    key = a_key()
+    before, during, after = store(k1), store(f"{k2},{k1}"), store(k2)
+    old_url = query(await before.signed_get_url(key, 60))
+    new_url = query(await during.signed_get_url(key, 60))
+    assert new_url != old_url  # k2 signs once it is first
+    assert during.verify_signed_request(key, *old_url)
+    assert during.verify_signed_request(key, *new_url)
+    assert before.verify_signed_request(key, *old_url)
+    assert not before.verify_signed_request(key, *new_url)  # a process that lacks k2
+    assert after.verify_signed_request(key, *new_url)
+    assert not after.verify_signed_request(key, *old_url)  # k1 removed: its URLs end
 
 
 async def test_open_storage_picks_the_local_backend(tmp_path: Path) -> None:
     storage = await open_storage(
-        f"file://{tmp_path}/objects", public_url="http://x", signing_key=SIGNING_KEY
+        f"file://{tmp_path}/objects", public_url="http://x", signing_keys=[SIGNING_KEY]
     )
     assert isinstance(storage, LocalObjectStorage)
     assert storage.root == tmp_path / "objects"
@@ -253,7 +289,7 @@ def test_relative_file_url_is_relative_to_the_working_directory(tmp_path: Path) 
     from bitloot.storage import storage_from_url
 
     storage = storage_from_url(
-        "file://./.bitloot/objects", public_url="http://x", signing_key=SIGNING_KEY
+        "file://./.bitloot/objects", public_url="http://x", signing_keys=[SIGNING_KEY]
     )
     assert isinstance(storage, LocalObjectStorage)
     assert storage.root == Path.cwd() / ".bitloot" / "objects"

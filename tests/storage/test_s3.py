@@ -163,7 +163,7 @@ async def test_open_storage_builds_an_open_s3_backend(
     s3 = await open_storage(
         f"s3://{BUCKET}",
         public_url="http://127.0.0.1:8080",
-        signing_key=SIGNING_KEY,
+        signing_keys=[SIGNING_KEY],
         s3_endpoint_url=moto_endpoint,
         s3_access_key_id="a",
         s3_secret_access_key="b",
@@ -187,11 +187,11 @@ async def test_open_storage_builds_an_open_s3_backend(
 )
 def test_bad_storage_url_names_the_variable(url: str, message: str) -> None:
     with pytest.raises(StorageError, match=message):
-        storage_from_url(url, public_url="http://x", signing_key=SIGNING_KEY)
+        storage_from_url(url, public_url="http://x", signing_keys=[SIGNING_KEY])
 
 
 def test_half_configured_credentials_are_refused() -> None:
     with pytest.raises(StorageError, match="BITLOOT_S3_SECRET_ACCESS_KEY"):
         storage_from_url(
-            "s3://bucket", public_url="http://x", signing_key=SIGNING_KEY, s3_access_key_id="a"
+            "s3://bucket", public_url="http://x", signing_keys=[SIGNING_KEY], s3_access_key_id="a"
         )
