@@ -36,10 +36,15 @@ def _database(settings: Settings) -> str:
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
-    """Apply pending migrations, or list their state."""
+    """Apply pending migrations and the roles' grants, or list the migrations' state.
+
+    Run it as the login that owns the schema; `serve` and `worker` log in as a member of
+    bitloot_app. When the roles are missing and this login may not create them, it prints
+    the SQL an administrator runs once (bitloot/db/roles.sql).
+    """
     import psycopg
 
-    from bitloot.db.migrate import apply_migrations, migration_states
+    from bitloot.db.migrate import migrate, migration_states, roles_sql
 
     url = _database(settings)
     try:
@@ -47,14 +52,26 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
             for state in migration_states(url):
                 print(f"{'applied' if state.applied else 'pending'}  {state.id}")
             return 0
-        applied = apply_migrations(url)
+        result = migrate(url)
     except psycopg.OperationalError as exc:
         raise CommandError(f"cannot reach the database: {first_line(exc)}") from None
-    if applied:
-        for mid in applied:
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise CommandError(
+            f"{first_line(exc)}: run `bitloot migrate` as the login that owns the schema"
+        ) from None
+    if result.applied:
+        for mid in result.applied:
             print(f"applied  {mid}")
     else:
         print("nothing to apply: the schema is current")
+    if result.roles_granted:
+        print("granted  bitloot_app, bitloot_auditor")
+    else:
+        print(
+            "\nThe roles bitloot_app and bitloot_auditor do not exist, and this login may not"
+            " create them.\nAn administrator runs this once, then `bitloot migrate` again:\n"
+        )
+        print(roles_sql())
     return 0
 
 

@@ -39,6 +39,125 @@ $$;
 
 COMMENT ON FUNCTION public.bitloot_actor() IS 'Who is acting in this transaction: bitloot.actor if the application set it, else sql:<role>.';
 
+CREATE FUNCTION public.bitloot_grant_roles() RETURNS boolean
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    schema_name text := current_schema();
+    -- The application only reads these (the transition tables, the outcome list).
+    app_read_only text[] := ARRAY[
+        'order_status_transitions', 'fulfillment_status_transitions', 'webhook_outcomes'];
+    -- Append-only logs: INSERT (the order_events trigger runs as the application), never
+    -- UPDATE or DELETE; their triggers refuse those too (BL002).
+    app_append_only text[] := ARRAY['order_events', 'key_access_events', 'admin_audit_log'];
+    -- The only tables of ours the application deletes from (expired GCRA buckets).
+    app_may_delete text[] := ARRAY['rate_limit_buckets'];
+    -- Tables the auditor may not read at all.
+    auditor_hidden_tables text[] := ARRAY['vault_canaries', 'rate_limit_buckets'];
+    -- Columns the auditor may not read: key material, and what may carry it (a Kinguin
+    -- webhook body can hold serials) or open an order (a token's hash is its lookup key).
+    auditor_hidden_columns text[] := ARRAY[
+        'key_delivery_logs.wrapped_data_key', 'webhook_events.raw_body',
+        'order_access_tokens.token_hash'];
+    -- And, so a column added later is hidden before anyone thinks of it, every column
+    -- whose name says it is a secret.
+    secret_name text := '(secret|password|private_key|wrapped|hash|raw_body)';
+    rel record;
+    fn regprocedure;
+    readable text;
+BEGIN
+    IF (SELECT count(*) FROM pg_roles WHERE rolname IN ('bitloot_app', 'bitloot_auditor')) < 2
+    THEN
+        RAISE NOTICE 'roles bitloot_app and bitloot_auditor do not both exist: no grants applied';
+        RETURN false;
+    END IF;
+
+    EXECUTE format('GRANT USAGE ON SCHEMA %I TO bitloot_app, bitloot_auditor', schema_name);
+    -- PostgreSQL before 15 lets everyone create objects in the public schema; the
+    -- application must not (no DDL), so take that away when the application has it.
+    IF has_schema_privilege('bitloot_app', schema_name, 'CREATE') THEN
+        EXECUTE format('REVOKE CREATE ON SCHEMA %I FROM PUBLIC', schema_name);
+        IF has_schema_privilege('bitloot_app', schema_name, 'CREATE') THEN
+            RAISE WARNING 'bitloot_app may create objects in schema %: revoke that by hand',
+                schema_name;
+        END IF;
+    END IF;
+
+    FOR rel IN
+        SELECT c.oid, c.relname, c.relkind
+          FROM pg_class c
+         WHERE c.relnamespace = schema_name::regnamespace
+           AND c.relkind IN ('r', 'p', 'v', 'm', 'S')
+           AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                            WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                              AND d.deptype = 'e')
+         ORDER BY c.relname
+    LOOP
+        IF rel.relkind = 'S' THEN
+            EXECUTE format('REVOKE ALL ON SEQUENCE %s FROM bitloot_app, bitloot_auditor',
+                           rel.oid::regclass);
+            EXECUTE format('GRANT USAGE ON SEQUENCE %s TO bitloot_app', rel.oid::regclass);
+            CONTINUE;
+        END IF;
+        -- From scratch: this also revokes the column grants of the table.
+        EXECUTE format('REVOKE ALL ON %s FROM bitloot_app, bitloot_auditor', rel.oid::regclass);
+
+        IF rel.relname LIKE '\_yoyo%' OR rel.relname = 'yoyo_lock' THEN
+            -- The migration log: serve and worker check it at start and in /readyz.
+            IF rel.relname = '_yoyo_migration' THEN
+                EXECUTE format('GRANT SELECT ON %s TO bitloot_app', rel.oid::regclass);
+            END IF;
+            CONTINUE;
+        END IF;
+
+        IF rel.relkind IN ('v', 'm') THEN
+            EXECUTE format('GRANT SELECT ON %s TO bitloot_app, bitloot_auditor',
+                           rel.oid::regclass);
+            CONTINUE;
+        END IF;
+
+        IF rel.relname = ANY (app_read_only) THEN
+            EXECUTE format('GRANT SELECT ON %s TO bitloot_app', rel.oid::regclass);
+        ELSIF rel.relname = ANY (app_append_only) THEN
+            EXECUTE format('GRANT SELECT, INSERT ON %s TO bitloot_app', rel.oid::regclass);
+        ELSIF rel.relname = ANY (app_may_delete) OR rel.relname LIKE 'procrastinate\_%' THEN
+            EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO bitloot_app',
+                           rel.oid::regclass);
+        ELSE
+            EXECUTE format('GRANT SELECT, INSERT, UPDATE ON %s TO bitloot_app',
+                           rel.oid::regclass);
+        END IF;
+
+        CONTINUE WHEN rel.relname = ANY (auditor_hidden_tables);
+        SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO readable
+          FROM pg_attribute a
+         WHERE a.attrelid = rel.oid AND a.attnum > 0 AND NOT a.attisdropped
+           AND NOT (rel.relname || '.' || a.attname) = ANY (auditor_hidden_columns)
+           AND a.attname !~ secret_name;
+        IF readable IS NOT NULL THEN
+            EXECUTE format('GRANT SELECT (%s) ON %s TO bitloot_auditor',
+                           readable, rel.oid::regclass);
+        END IF;
+    END LOOP;
+
+    -- Functions: the application calls procrastinate's and ours (PUBLIC may too, as
+    -- PostgreSQL grants by default; every one of them runs with the caller's rights).
+    FOR fn IN
+        SELECT p.oid::regprocedure FROM pg_proc p
+         WHERE p.pronamespace = schema_name::regnamespace AND p.prokind IN ('f', 'w')
+           AND p.proname <> 'bitloot_grant_roles'
+           AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                            WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid
+                              AND d.deptype = 'e')
+    LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO bitloot_app', fn);
+    END LOOP;
+    RETURN true;
+END;
+$$;
+
+COMMENT ON FUNCTION public.bitloot_grant_roles() IS 'Re-applies every grant of bitloot_app and bitloot_auditor to the objects that exist (README, "Database roles"); false, with nothing granted, while either role is missing. Run by the migrations and by every `bitloot migrate`, as the owner of the schema.';
+
 CREATE FUNCTION public.bitloot_order_visible(order_id uuid, order_user_id text, is_admin boolean, user_id text, token_order_id uuid) RETURNS boolean
     LANGUAGE sql IMMUTABLE
     AS $$
@@ -611,6 +730,20 @@ CREATE TABLE public.admin_audit_log (
 
 COMMENT ON TABLE public.admin_audit_log IS 'Append-only: every admin action, who did it and why.';
 
+COMMENT ON COLUMN public.admin_audit_log.id IS 'Order of actions (identity).';
+
+COMMENT ON COLUMN public.admin_audit_log.admin_id IS 'The admin''s JWT sub.';
+
+COMMENT ON COLUMN public.admin_audit_log.action IS 'What was done, e.g. fulfillment.retry, delivery_email.resend.';
+
+COMMENT ON COLUMN public.admin_audit_log.order_id IS 'The order acted on, if any.';
+
+COMMENT ON COLUMN public.admin_audit_log.reason IS 'Why, as the admin wrote it.';
+
+COMMENT ON COLUMN public.admin_audit_log.details IS 'What else the action recorded (JSON), e.g. the previous error.';
+
+COMMENT ON COLUMN public.admin_audit_log.at IS 'When.';
+
 ALTER TABLE public.admin_audit_log ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME public.admin_audit_log_id_seq
     START WITH 1
@@ -620,38 +753,65 @@ ALTER TABLE public.admin_audit_log ALTER COLUMN id ADD GENERATED ALWAYS AS IDENT
     CACHE 1
 );
 
-CREATE TABLE public.key_access_events (
-    id bigint NOT NULL,
+CREATE TABLE public.kinguin_orders (
     order_id uuid NOT NULL,
-    key_id text NOT NULL,
-    actor_kind text NOT NULL,
-    actor_id text,
-    client_ip inet,
-    user_agent text,
-    at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT key_access_events_actor_kind_check CHECK ((actor_kind = ANY (ARRAY['user'::text, 'order_token'::text, 'admin'::text])))
-);
-
-COMMENT ON TABLE public.key_access_events IS 'Append-only: every issue of a download link for a key, who asked (actor_kind says which kind of token; admin means an admin override) and from where.';
-
-CREATE TABLE public.key_delivery_logs (
-    id uuid DEFAULT gen_random_uuid() NOT NULL,
-    order_id uuid NOT NULL,
-    key_id text NOT NULL,
-    product_id text,
-    object_key text NOT NULL,
-    content_type text NOT NULL,
-    wrapped_data_key bytea NOT NULL,
-    master_key_id text NOT NULL,
-    status text DEFAULT 'stored'::text NOT NULL,
-    expires_at timestamp with time zone,
-    last_accessed_at timestamp with time zone,
+    kinguin_order_id text NOT NULL,
+    status text NOT NULL,
+    status_updated_at timestamp with time zone,
+    payment_price numeric(14,4),
+    polls integer DEFAULT 0 NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT key_delivery_logs_status_check CHECK ((status = ANY (ARRAY['stored'::text, 'accessed'::text, 'expired'::text, 'deleted'::text])))
+    CONSTRAINT kinguin_orders_status_check CHECK ((status = ANY (ARRAY['processing'::text, 'completed'::text, 'canceled'::text, 'refunded'::text])))
 );
 
-COMMENT ON TABLE public.key_delivery_logs IS 'One row per delivered key: where its ciphertext is (object_key) and its data key wrapped by master key master_key_id. Never the key itself.';
+COMMENT ON TABLE public.kinguin_orders IS 'The Kinguin order bought for one of our orders (orderExternalId = our order id). status_updated_at is the webhook updatedAt watermark: older events are ignored.';
+
+COMMENT ON COLUMN public.kinguin_orders.order_id IS 'Our order (its orderExternalId at Kinguin).';
+
+COMMENT ON COLUMN public.kinguin_orders.kinguin_order_id IS 'Kinguin''s orderId.';
+
+COMMENT ON COLUMN public.kinguin_orders.status IS 'Kinguin''s order status: processing, completed, canceled or refunded.';
+
+COMMENT ON COLUMN public.kinguin_orders.status_updated_at IS 'Kinguin''s updatedAt of the last webhook applied: older events are ignored.';
+
+COMMENT ON COLUMN public.kinguin_orders.payment_price IS 'What Kinguin charged our balance for it (paymentPrice), in EUR, the Kinguin balance currency.';
+
+COMMENT ON COLUMN public.kinguin_orders.polls IS 'How many times the current fulfillment has polled it for keys.';
+
+COMMENT ON COLUMN public.kinguin_orders.created_at IS 'When it was bought.';
+
+COMMENT ON COLUMN public.kinguin_orders.updated_at IS 'When the row last changed.';
+
+CREATE TABLE public.order_events (
+    id bigint NOT NULL,
+    order_id uuid NOT NULL,
+    machine text NOT NULL,
+    from_status text,
+    to_status text NOT NULL,
+    actor text NOT NULL,
+    reason text,
+    at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    CONSTRAINT order_events_machine_check CHECK ((machine = ANY (ARRAY['order'::text, 'fulfillment'::text])))
+);
+
+COMMENT ON TABLE public.order_events IS 'Append-only history of every status change of every order, written by trigger, so a change made from psql is recorded too. machine says which state machine moved.';
+
+COMMENT ON COLUMN public.order_events.id IS 'Order of events (identity).';
+
+COMMENT ON COLUMN public.order_events.order_id IS 'The order that moved.';
+
+COMMENT ON COLUMN public.order_events.machine IS 'Which state machine moved: order (status) or fulfillment (fulfillment_status).';
+
+COMMENT ON COLUMN public.order_events.from_status IS 'The status before; NULL for the order''s creation.';
+
+COMMENT ON COLUMN public.order_events.to_status IS 'The status after.';
+
+COMMENT ON COLUMN public.order_events.actor IS 'Who moved it: api, worker, nowpayments, kinguin, reconciler, admin:<sub> (bitloot.actor), or sql:<role> for a change made by hand.';
+
+COMMENT ON COLUMN public.order_events.reason IS 'Why, as the actor said (bitloot.reason); NULL if it said nothing.';
+
+COMMENT ON COLUMN public.order_events.at IS 'When (clock time of the change).';
 
 CREATE TABLE public.orders (
     id uuid DEFAULT gen_random_uuid() NOT NULL,
@@ -684,17 +844,169 @@ CREATE TABLE public.orders (
 
 COMMENT ON TABLE public.orders IS 'One customer order. status is the payment-side state machine, fulfillment_status the delivery side; both are enforced by trigger orders_status_guard and logged to order_events.';
 
+COMMENT ON COLUMN public.orders.id IS 'The order id: in URLs, emails, and Kinguin''s orderExternalId.';
+
 COMMENT ON COLUMN public.orders.user_id IS 'The JWT sub of a signed-in customer; NULL for guest checkout.';
+
+COMMENT ON COLUMN public.orders.email IS 'Where the delivery email goes (as the customer typed it).';
+
+COMMENT ON COLUMN public.orders.currency IS 'The currency of total_amount and of the invoice (lower case, e.g. eur).';
+
+COMMENT ON COLUMN public.orders.total_amount IS 'What the customer owes: the sum of qty * unit_price of its items.';
+
+COMMENT ON COLUMN public.orders.status IS 'Payment side: created, waiting, confirming, paid, fulfilled, underpaid, failed, expired, refunded; legal moves in order_status_transitions.';
+
+COMMENT ON COLUMN public.orders.fulfillment_status IS 'Delivery side: pending, processing, fulfilled, failed; legal moves in fulfillment_status_transitions.';
 
 COMMENT ON COLUMN public.orders.status_reason IS 'Why the order is in its current status (e.g. underpaid by 0.50).';
 
 COMMENT ON COLUMN public.orders.fulfillment_error IS 'The last fulfillment failure, shown to admins.';
 
+COMMENT ON COLUMN public.orders.invoice_id IS 'The NOWPayments invoice id; NULL until the invoice is created.';
+
+COMMENT ON COLUMN public.orders.invoice_url IS 'The NOWPayments hosted payment page the customer pays on.';
+
 COMMENT ON COLUMN public.orders.invoice_error IS 'Why creating the NOWPayments invoice failed (order stays created).';
 
 COMMENT ON COLUMN public.orders.kinguin_placement_started_at IS 'Set (and committed) before the Kinguin order is placed: a retry that finds it set but no kinguin_orders row looks the order up by orderExternalId instead of buying again.';
 
-COMMENT ON COLUMN public.orders.idempotency_key IS 'The Idempotency-Key header of POST /orders: a retried request returns this order.';
+COMMENT ON COLUMN public.orders.idempotency_key IS 'The Idempotency-Key of POST /orders for orders made before migration 0007; no longer written (order_idempotency_keys holds the keys now, per caller and for 24 hours).';
+
+COMMENT ON COLUMN public.orders.paid_at IS 'When it became paid (set by the status trigger).';
+
+COMMENT ON COLUMN public.orders.fulfilled_at IS 'When its keys were all stored (set by the status trigger).';
+
+COMMENT ON COLUMN public.orders.created_at IS 'When it was created (POST /orders).';
+
+COMMENT ON COLUMN public.orders.updated_at IS 'When the row last changed.';
+
+CREATE VIEW public.daily_sales AS
+ WITH sold AS (
+         SELECT ((o.paid_at AT TIME ZONE 'UTC'::text))::date AS day,
+            o.currency,
+            count(*) AS orders_paid,
+            COALESCE(sum(o.total_amount) FILTER (WHERE (o.status = ANY (ARRAY['paid'::text, 'fulfilled'::text]))), (0)::numeric) AS revenue,
+            COALESCE(sum(k.payment_price) FILTER (WHERE (k.status <> ALL (ARRAY['canceled'::text, 'refunded'::text]))), (0)::numeric) AS kinguin_cost_eur
+           FROM (public.orders o
+             LEFT JOIN public.kinguin_orders k ON ((k.order_id = o.id)))
+          WHERE (o.paid_at IS NOT NULL)
+          GROUP BY (((o.paid_at AT TIME ZONE 'UTC'::text))::date), o.currency
+        ), refunded AS (
+         SELECT ((e.at AT TIME ZONE 'UTC'::text))::date AS day,
+            o.currency,
+            count(*) AS refunds,
+            sum(o.total_amount) AS refunded_amount
+           FROM (public.order_events e
+             JOIN public.orders o ON ((o.id = e.order_id)))
+          WHERE ((e.machine = 'order'::text) AND (e.to_status = 'refunded'::text))
+          GROUP BY (((e.at AT TIME ZONE 'UTC'::text))::date), o.currency
+        )
+ SELECT day,
+    currency,
+    COALESCE(s.orders_paid, (0)::bigint) AS orders_paid,
+    COALESCE(s.revenue, (0)::numeric) AS revenue,
+    COALESCE(s.kinguin_cost_eur, (0)::numeric) AS kinguin_cost_eur,
+        CASE
+            WHEN (currency = 'eur'::text) THEN (COALESCE(s.revenue, (0)::numeric) - COALESCE(s.kinguin_cost_eur, (0)::numeric))
+            ELSE NULL::numeric
+        END AS margin_eur,
+    COALESCE(r.refunds, (0)::bigint) AS refunds,
+    COALESCE(r.refunded_amount, (0)::numeric) AS refunded_amount
+   FROM (sold s
+     FULL JOIN refunded r USING (day, currency));
+
+COMMENT ON VIEW public.daily_sales IS 'Per UTC day and order currency: orders paid, revenue, what Kinguin charged, the margin (EUR orders only) and refunds. SELECT * FROM daily_sales ORDER BY day DESC, currency;';
+
+COMMENT ON COLUMN public.daily_sales.day IS 'The UTC date: of paid_at for the sales columns, of the move to refunded for the refund columns.';
+
+COMMENT ON COLUMN public.daily_sales.currency IS 'The orders'' currency (orders.currency, lower case).';
+
+COMMENT ON COLUMN public.daily_sales.orders_paid IS 'Orders that became paid that day, whatever their status now (refunded ones too).';
+
+COMMENT ON COLUMN public.daily_sales.revenue IS 'Sum of total_amount, in currency, of the orders paid that day that are paid or fulfilled now: an order refunded since is left out here (and counted under refunds on its refund day).';
+
+COMMENT ON COLUMN public.daily_sales.kinguin_cost_eur IS 'What Kinguin charged, in EUR (kinguin_orders.payment_price: the balance charged; the Kinguin balance is in EUR), for the orders paid that day, whether refunded since or not; Kinguin orders that Kinguin canceled or refunded are left out (the balance came back).';
+
+COMMENT ON COLUMN public.daily_sales.margin_eur IS 'revenue - kinguin_cost_eur, only where currency = eur; NULL for other currencies, whose revenue this view does not convert.';
+
+COMMENT ON COLUMN public.daily_sales.refunds IS 'Orders moved to refunded that day.';
+
+COMMENT ON COLUMN public.daily_sales.refunded_amount IS 'Sum of their total_amount, in currency (the order total; a partial refund is not recorded separately).';
+
+CREATE TABLE public.key_access_events (
+    id bigint NOT NULL,
+    order_id uuid NOT NULL,
+    key_id text NOT NULL,
+    actor_kind text NOT NULL,
+    actor_id text,
+    client_ip inet,
+    user_agent text,
+    at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT key_access_events_actor_kind_check CHECK ((actor_kind = ANY (ARRAY['user'::text, 'order_token'::text, 'admin'::text])))
+);
+
+COMMENT ON TABLE public.key_access_events IS 'Append-only: every issue of a download link for a key, who asked (actor_kind says which kind of token; admin means an admin override) and from where.';
+
+COMMENT ON COLUMN public.key_access_events.id IS 'Order of issue (identity).';
+
+COMMENT ON COLUMN public.key_access_events.order_id IS 'The order whose key was opened.';
+
+COMMENT ON COLUMN public.key_access_events.key_id IS 'The key a link was issued for.';
+
+COMMENT ON COLUMN public.key_access_events.actor_kind IS 'user (customer JWT), order_token or admin (an admin override).';
+
+COMMENT ON COLUMN public.key_access_events.actor_id IS 'The JWT sub of the user or admin; for an order token, the order.';
+
+COMMENT ON COLUMN public.key_access_events.client_ip IS 'The client address that asked.';
+
+COMMENT ON COLUMN public.key_access_events.user_agent IS 'Its User-Agent header.';
+
+COMMENT ON COLUMN public.key_access_events.at IS 'When the link was issued.';
+
+CREATE TABLE public.key_delivery_logs (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    order_id uuid NOT NULL,
+    key_id text NOT NULL,
+    product_id text,
+    object_key text NOT NULL,
+    content_type text NOT NULL,
+    wrapped_data_key bytea NOT NULL,
+    master_key_id text NOT NULL,
+    status text DEFAULT 'stored'::text NOT NULL,
+    expires_at timestamp with time zone,
+    last_accessed_at timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT key_delivery_logs_status_check CHECK ((status = ANY (ARRAY['stored'::text, 'accessed'::text, 'expired'::text, 'deleted'::text])))
+);
+
+COMMENT ON TABLE public.key_delivery_logs IS 'One row per delivered key: where its ciphertext is (object_key) and its data key wrapped by master key master_key_id. Never the key itself.';
+
+COMMENT ON COLUMN public.key_delivery_logs.id IS 'Row id.';
+
+COMMENT ON COLUMN public.key_delivery_logs.order_id IS 'The order the key was bought for.';
+
+COMMENT ON COLUMN public.key_delivery_logs.key_id IS 'Kinguin''s key id.';
+
+COMMENT ON COLUMN public.key_delivery_logs.product_id IS 'The product it is a key of.';
+
+COMMENT ON COLUMN public.key_delivery_logs.object_key IS 'Where its ciphertext is in object storage (AES-256-GCM; useless without the data key).';
+
+COMMENT ON COLUMN public.key_delivery_logs.content_type IS 'text/plain for a text key, or the image type of an image key.';
+
+COMMENT ON COLUMN public.key_delivery_logs.wrapped_data_key IS 'The key''s data key, encrypted by master key master_key_id (secret: not readable by bitloot_auditor).';
+
+COMMENT ON COLUMN public.key_delivery_logs.master_key_id IS 'The id of the master key that wraps the data key.';
+
+COMMENT ON COLUMN public.key_delivery_logs.status IS 'stored, accessed (a link was issued), expired (past expires_at), deleted (ciphertext removed).';
+
+COMMENT ON COLUMN public.key_delivery_logs.expires_at IS 'When it stops being downloadable (BITLOOT_KEY_RETENTION_DAYS).';
+
+COMMENT ON COLUMN public.key_delivery_logs.last_accessed_at IS 'When a download link was last issued for it.';
+
+COMMENT ON COLUMN public.key_delivery_logs.created_at IS 'When it was stored (delivered).';
+
+COMMENT ON COLUMN public.key_delivery_logs.updated_at IS 'When the row last changed (e.g. re-wrapped by keys rotate).';
 
 CREATE VIEW public.delivery_audit_trail AS
  SELECT k.order_id,
@@ -718,6 +1030,30 @@ CREATE VIEW public.delivery_audit_trail AS
 
 COMMENT ON VIEW public.delivery_audit_trail IS 'Per delivered key: order, customer email, status, expiry, last access and a real access count from key_access_events. Holds no key material.';
 
+COMMENT ON COLUMN public.delivery_audit_trail.order_id IS 'The order the key was delivered for.';
+
+COMMENT ON COLUMN public.delivery_audit_trail.key_id IS 'Kinguin''s key id.';
+
+COMMENT ON COLUMN public.delivery_audit_trail.customer_email IS 'The order''s email.';
+
+COMMENT ON COLUMN public.delivery_audit_trail.product_id IS 'The product it is a key of.';
+
+COMMENT ON COLUMN public.delivery_audit_trail.status IS 'stored, accessed, expired or deleted (key_delivery_logs.status).';
+
+COMMENT ON COLUMN public.delivery_audit_trail.content_type IS 'text/plain, or the image type of an image key.';
+
+COMMENT ON COLUMN public.delivery_audit_trail.master_key_id IS 'The master key that wraps its data key.';
+
+COMMENT ON COLUMN public.delivery_audit_trail.delivered_at IS 'When it was stored.';
+
+COMMENT ON COLUMN public.delivery_audit_trail.expires_at IS 'When it stops being downloadable.';
+
+COMMENT ON COLUMN public.delivery_audit_trail.last_accessed_at IS 'When a link was last issued for it.';
+
+COMMENT ON COLUMN public.delivery_audit_trail.access_count IS 'How many links were issued for it (key_access_events).';
+
+COMMENT ON COLUMN public.delivery_audit_trail.admin_access_count IS 'How many of them were admin overrides.';
+
 CREATE TABLE public.email_outbox (
     id bigint NOT NULL,
     order_id uuid NOT NULL,
@@ -738,6 +1074,30 @@ CREATE TABLE public.email_outbox (
 
 COMMENT ON TABLE public.email_outbox IS 'One row per email to send, idempotent on (order, kind, generation): a retried job finds it sent and sends nothing; an admin resend adds the next generation.';
 
+COMMENT ON COLUMN public.email_outbox.id IS 'Row id (the outbox_id argument of send_delivery_email).';
+
+COMMENT ON COLUMN public.email_outbox.order_id IS 'The order the email is about.';
+
+COMMENT ON COLUMN public.email_outbox.kind IS 'Which email: delivery (the key-page link).';
+
+COMMENT ON COLUMN public.email_outbox.generation IS '1 for the first; each admin resend adds the next.';
+
+COMMENT ON COLUMN public.email_outbox.to_address IS 'Where it goes.';
+
+COMMENT ON COLUMN public.email_outbox.status IS 'pending, sent, or failed (gave up; see last_error).';
+
+COMMENT ON COLUMN public.email_outbox.attempts IS 'How many times sending was tried.';
+
+COMMENT ON COLUMN public.email_outbox.last_error IS 'Why the last attempt failed; NULL once sent.';
+
+COMMENT ON COLUMN public.email_outbox.message_id IS 'The Message-ID it was sent with (fixed per row, so a resent copy dedupes).';
+
+COMMENT ON COLUMN public.email_outbox.sent_at IS 'When the mail server accepted it.';
+
+COMMENT ON COLUMN public.email_outbox.created_at IS 'When it was queued.';
+
+COMMENT ON COLUMN public.email_outbox.updated_at IS 'When the row last changed.';
+
 ALTER TABLE public.email_outbox ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME public.email_outbox_id_seq
     START WITH 1
@@ -747,6 +1107,69 @@ ALTER TABLE public.email_outbox ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY
     CACHE 1
 );
 
+CREATE TABLE public.procrastinate_events (
+    id bigint NOT NULL,
+    job_id bigint NOT NULL,
+    type public.procrastinate_job_event_type,
+    at timestamp with time zone DEFAULT now()
+);
+
+CREATE VIEW public.failed_jobs AS
+ SELECT j.id AS job_id,
+    j.task_name,
+    j.queue_name,
+    j.attempts,
+    ( SELECT max(ev.at) AS max
+           FROM public.procrastinate_events ev
+          WHERE ((ev.job_id = j.id) AND (ev.type = 'failed'::public.procrastinate_job_event_type))) AS failed_at,
+    COALESCE(a.order_id, e.order_id) AS order_id,
+    e.id AS outbox_id,
+    o.status AS order_status,
+    o.fulfillment_status,
+        CASE j.task_name
+            WHEN 'fulfill_order'::text THEN o.fulfillment_error
+            WHEN 'send_delivery_email'::text THEN e.last_error
+            ELSE NULL::text
+        END AS error,
+    j.args
+   FROM (((public.procrastinate_jobs j
+     CROSS JOIN LATERAL ( SELECT
+                CASE
+                    WHEN ((j.args ->> 'order_id'::text) ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'::text) THEN ((j.args ->> 'order_id'::text))::uuid
+                    ELSE NULL::uuid
+                END AS order_id,
+                CASE
+                    WHEN ((j.args ->> 'outbox_id'::text) ~ '^[0-9]{1,18}$'::text) THEN ((j.args ->> 'outbox_id'::text))::bigint
+                    ELSE NULL::bigint
+                END AS outbox_id) a)
+     LEFT JOIN public.email_outbox e ON ((e.id = a.outbox_id)))
+     LEFT JOIN public.orders o ON ((o.id = COALESCE(a.order_id, e.order_id))))
+  WHERE (j.status = 'failed'::public.procrastinate_job_status);
+
+COMMENT ON VIEW public.failed_jobs IS 'procrastinate jobs that failed for good (no retry left), joined to their order: SELECT * FROM failed_jobs ORDER BY failed_at DESC; (failed jobs are pruned after 30 days).';
+
+COMMENT ON COLUMN public.failed_jobs.job_id IS 'procrastinate_jobs.id (the job_id of the worker''s log lines).';
+
+COMMENT ON COLUMN public.failed_jobs.task_name IS 'fulfill_order, send_delivery_email, or a maintenance task (reconcile, expire_keys, ...).';
+
+COMMENT ON COLUMN public.failed_jobs.queue_name IS 'fulfillment, email or maintenance.';
+
+COMMENT ON COLUMN public.failed_jobs.attempts IS 'How many times it ran before giving up.';
+
+COMMENT ON COLUMN public.failed_jobs.failed_at IS 'When it failed for the last time (procrastinate_events).';
+
+COMMENT ON COLUMN public.failed_jobs.order_id IS 'The order it worked for: args.order_id (fulfill_order), or the order of its outbox row (send_delivery_email); NULL for maintenance jobs.';
+
+COMMENT ON COLUMN public.failed_jobs.outbox_id IS 'email_outbox.id of a send_delivery_email job.';
+
+COMMENT ON COLUMN public.failed_jobs.order_status IS 'The order''s status now.';
+
+COMMENT ON COLUMN public.failed_jobs.fulfillment_status IS 'The order''s fulfillment status now.';
+
+COMMENT ON COLUMN public.failed_jobs.error IS 'The error BitLoot recorded: orders.fulfillment_error for fulfill_order, email_outbox.last_error for send_delivery_email. procrastinate 3.10 keeps no error text of its own: when this is NULL the traceback is in the worker''s log, under job_id.';
+
+COMMENT ON COLUMN public.failed_jobs.args IS 'The job''s arguments as deferred.';
+
 CREATE TABLE public.fulfillment_status_transitions (
     from_status text NOT NULL,
     to_status text NOT NULL
@@ -754,33 +1177,9 @@ CREATE TABLE public.fulfillment_status_transitions (
 
 COMMENT ON TABLE public.fulfillment_status_transitions IS 'The legal moves of orders.fulfillment_status; failed -> pending is an (audited) retry.';
 
-CREATE TABLE public.kinguin_orders (
-    order_id uuid NOT NULL,
-    kinguin_order_id text NOT NULL,
-    status text NOT NULL,
-    status_updated_at timestamp with time zone,
-    payment_price numeric(14,4),
-    polls integer DEFAULT 0 NOT NULL,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT kinguin_orders_status_check CHECK ((status = ANY (ARRAY['processing'::text, 'completed'::text, 'canceled'::text, 'refunded'::text])))
-);
+COMMENT ON COLUMN public.fulfillment_status_transitions.from_status IS 'An orders.fulfillment_status an order may leave.';
 
-COMMENT ON TABLE public.kinguin_orders IS 'The Kinguin order bought for one of our orders (orderExternalId = our order id). status_updated_at is the webhook updatedAt watermark: older events are ignored.';
-
-CREATE TABLE public.order_events (
-    id bigint NOT NULL,
-    order_id uuid NOT NULL,
-    machine text NOT NULL,
-    from_status text,
-    to_status text NOT NULL,
-    actor text NOT NULL,
-    reason text,
-    at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
-    CONSTRAINT order_events_machine_check CHECK ((machine = ANY (ARRAY['order'::text, 'fulfillment'::text])))
-);
-
-COMMENT ON TABLE public.order_events IS 'Append-only history of every status change of every order, written by trigger, so a change made from psql is recorded too. machine says which state machine moved.';
+COMMENT ON COLUMN public.fulfillment_status_transitions.to_status IS 'The orders.fulfillment_status it may move to from from_status.';
 
 CREATE TABLE public.webhook_events (
     id bigint NOT NULL,
@@ -800,7 +1199,25 @@ CREATE TABLE public.webhook_events (
 
 COMMENT ON TABLE public.webhook_events IS 'Every verified webhook exactly once (UNIQUE provider, dedup_key), raw as received, with what applying it did (outcome). Unverified requests are never stored.';
 
+COMMENT ON COLUMN public.webhook_events.id IS 'Arrival order (identity).';
+
+COMMENT ON COLUMN public.webhook_events.provider IS 'Who sent it: nowpayments (IPN, or the status API via the reconciler) or kinguin.';
+
+COMMENT ON COLUMN public.webhook_events.dedup_key IS 'What makes two deliveries the same event: order, payment, status and amounts for an IPN; Kinguin order, status and updatedAt for Kinguin.';
+
+COMMENT ON COLUMN public.webhook_events.event_type IS 'The IPN''s payment_status, or the Kinguin X-Event-Name.';
+
+COMMENT ON COLUMN public.webhook_events.external_id IS 'The provider''s id: the NOWPayments payment id, or the Kinguin order id.';
+
 COMMENT ON COLUMN public.webhook_events.order_id IS 'The order it names, if any; no foreign key, so events for unknown orders are kept too.';
+
+COMMENT ON COLUMN public.webhook_events.raw_body IS 'The body exactly as received (secret: a Kinguin body may carry key serials; not readable by bitloot_auditor).';
+
+COMMENT ON COLUMN public.webhook_events.signature_variant IS 'Which serialisation the IPN signature matched (utf8-lists, ascii-lists, utf8-objects, ascii-objects), api for a report read from the status API; NULL for Kinguin.';
+
+COMMENT ON COLUMN public.webhook_events.received_at IS 'When it arrived.';
+
+COMMENT ON COLUMN public.webhook_events.processed_at IS 'When it was applied (with outcome); NULL: not yet.';
 
 COMMENT ON COLUMN public.webhook_events.outcome IS 'What applying the event did: one of webhook_outcomes (see its meaning column); NULL until processed. Written in the same transaction as the business change.';
 
@@ -867,6 +1284,18 @@ UNION ALL
 
 COMMENT ON VIEW public.fulfillment_timeline IS 'Everything that happened to an order, one row per event, from every table: SELECT * FROM fulfillment_timeline WHERE order_id = ... ORDER BY at.';
 
+COMMENT ON COLUMN public.fulfillment_timeline.order_id IS 'The order.';
+
+COMMENT ON COLUMN public.fulfillment_timeline.at IS 'When it happened.';
+
+COMMENT ON COLUMN public.fulfillment_timeline.source IS 'Where it comes from: status, <provider> webhook, kinguin order, key stored, key access, email or admin.';
+
+COMMENT ON COLUMN public.fulfillment_timeline.what IS 'What happened, in a few words.';
+
+COMMENT ON COLUMN public.fulfillment_timeline.actor IS 'Who did it.';
+
+COMMENT ON COLUMN public.fulfillment_timeline.reason IS 'Why, when known (an email''s last error, an admin''s reason).';
+
 ALTER TABLE public.key_access_events ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME public.key_access_events_id_seq
     START WITH 1
@@ -876,34 +1305,37 @@ ALTER TABLE public.key_access_events ALTER COLUMN id ADD GENERATED ALWAYS AS IDE
     CACHE 1
 );
 
-ALTER TABLE public.order_events ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
-    SEQUENCE NAME public.order_events_id_seq
-    START WITH 1
-    INCREMENT BY 1
-    NO MINVALUE
-    NO MAXVALUE
-    CACHE 1
-);
+CREATE VIEW public.key_access_log AS
+ SELECT id AS access_id,
+    order_id,
+    key_id,
+    at,
+    actor_kind,
+    actor_id,
+    client_ip,
+    user_agent,
+    (actor_kind = 'admin'::text) AS admin_override
+   FROM public.key_access_events a;
 
-CREATE TABLE public.order_items (
-    order_id uuid NOT NULL,
-    product_id text NOT NULL,
-    qty integer NOT NULL,
-    unit_price numeric(12,2) NOT NULL,
-    max_cost numeric(12,2) NOT NULL,
-    CONSTRAINT order_items_max_cost_check CHECK ((max_cost > (0)::numeric)),
-    CONSTRAINT order_items_qty_check CHECK (((qty >= 1) AND (qty <= 9))),
-    CONSTRAINT order_items_unit_price_check CHECK ((unit_price > (0)::numeric))
-);
+COMMENT ON VIEW public.key_access_log IS 'Every issue of a download link for a key (key_access_events): which order and key, when, who asked and from where, and whether it was an admin override. SELECT * FROM key_access_log WHERE order_id = ... ORDER BY at;';
 
-COMMENT ON TABLE public.order_items IS 'The products of an order with the price charged and the most we pay Kinguin, both copied from products when the order was made.';
+COMMENT ON COLUMN public.key_access_log.access_id IS 'key_access_events.id: the order in which links were issued.';
 
-CREATE TABLE public.order_status_transitions (
-    from_status text NOT NULL,
-    to_status text NOT NULL
-);
+COMMENT ON COLUMN public.key_access_log.order_id IS 'The order whose key was opened.';
 
-COMMENT ON TABLE public.order_status_transitions IS 'The legal moves of orders.status; the orders trigger rejects any other move.';
+COMMENT ON COLUMN public.key_access_log.key_id IS 'The Kinguin key id (key_delivery_logs.key_id) a link was issued for.';
+
+COMMENT ON COLUMN public.key_access_log.at IS 'When the link was issued.';
+
+COMMENT ON COLUMN public.key_access_log.actor_kind IS 'Who asked: user (a customer JWT), order_token (an order access token, e.g. the emailed link) or admin (an admin JWT).';
+
+COMMENT ON COLUMN public.key_access_log.actor_id IS 'The JWT sub of the user or admin; for an order token, the order it opens.';
+
+COMMENT ON COLUMN public.key_access_log.client_ip IS 'The client address (the socket peer, or X-Forwarded-For within BITLOOT_TRUSTED_PROXY_HOPS).';
+
+COMMENT ON COLUMN public.key_access_log.user_agent IS 'The User-Agent header as sent (may be absent).';
+
+COMMENT ON COLUMN public.key_access_log.admin_override IS 'True when an admin opened a customer''s key (actor_kind = admin).';
 
 CREATE TABLE public.payments (
     payment_id text NOT NULL,
@@ -928,6 +1360,285 @@ CREATE TABLE public.payments (
 
 COMMENT ON TABLE public.payments IS 'NOWPayments payments as last reported by a verified IPN or the status API; one order may have several (re-deposits carry parent_payment_id).';
 
+COMMENT ON COLUMN public.payments.payment_id IS 'The NOWPayments payment id.';
+
+COMMENT ON COLUMN public.payments.order_id IS 'Our order it pays (the invoice''s order_id).';
+
+COMMENT ON COLUMN public.payments.invoice_id IS 'The NOWPayments invoice it was made from.';
+
+COMMENT ON COLUMN public.payments.parent_payment_id IS 'Set on a re-deposit: the payment it was a further deposit to. Never applied to the order (flagged for a human).';
+
+COMMENT ON COLUMN public.payments.status IS 'The NOWPayments payment_status; only ever moves forward (bitloot_payment_status_rank).';
+
+COMMENT ON COLUMN public.payments.price_amount IS 'The price asked, in price_currency (fiat).';
+
+COMMENT ON COLUMN public.payments.price_currency IS 'The fiat currency of price_amount (should equal orders.currency).';
+
+COMMENT ON COLUMN public.payments.pay_amount IS 'The crypto amount the customer was asked to send, in pay_currency.';
+
+COMMENT ON COLUMN public.payments.pay_currency IS 'The cryptocurrency paid with (e.g. btc).';
+
+COMMENT ON COLUMN public.payments.actually_paid IS 'The crypto amount received so far, in pay_currency.';
+
+COMMENT ON COLUMN public.payments.actually_paid_at_fiat IS 'What NOWPayments says actually_paid is worth in price_currency.';
+
+COMMENT ON COLUMN public.payments.outcome_amount IS 'What our payout wallet receives, in outcome_currency.';
+
+COMMENT ON COLUMN public.payments.outcome_currency IS 'The currency of outcome_amount (the payout currency).';
+
+COMMENT ON COLUMN public.payments.provider_updated_at IS 'NOWPayments'' own updated_at of the report applied last.';
+
+COMMENT ON COLUMN public.payments.last_ipn_at IS 'When a report (IPN or status API) last moved this payment.';
+
+COMMENT ON COLUMN public.payments.created_at IS 'When we first heard of the payment.';
+
+COMMENT ON COLUMN public.payments.updated_at IS 'When the row last changed, or the reconciler last asked NOWPayments about it.';
+
+CREATE VIEW public.stuck_orders AS
+ SELECT o.id AS order_id,
+    o.paid_at,
+    (now() - o.paid_at) AS paid_for,
+    o.fulfillment_status,
+        CASE
+            WHEN (o.fulfillment_status = 'failed'::text) THEN ('fulfillment failed: '::text || COALESCE(o.fulfillment_error, 'no reason recorded'::text))
+            WHEN (k.status = ANY (ARRAY['canceled'::text, 'refunded'::text])) THEN ((('Kinguin '::text || k.status) || ' order '::text) || k.kinguin_order_id)
+            WHEN (j.id IS NULL) THEN 'no fulfillment job queued (the reconciler queues one)'::text
+            WHEN (j.status = 'doing'::public.procrastinate_job_status) THEN 'a worker is running its fulfillment job'::text
+            WHEN (k.status = 'completed'::text) THEN (('Kinguin completed order '::text || k.kinguin_order_id) || ': keys not stored yet'::text)
+            WHEN (k.status = 'processing'::text) THEN (('waiting for Kinguin''s keys ('::text || k.polls) || ' polls so far)'::text)
+            WHEN (o.kinguin_placement_started_at IS NOT NULL) THEN 'Kinguin purchase started, not recorded yet: the next pass looks it up'::text
+            ELSE 'waiting for a worker to buy the keys'::text
+        END AS reason,
+    o.fulfillment_error,
+    k.kinguin_order_id,
+    k.status AS kinguin_status,
+    k.polls AS kinguin_polls,
+    j.id AS next_job_id,
+    (j.status)::text AS next_job_status,
+    j.scheduled_at AS next_job_at,
+    j.attempts AS next_job_attempts
+   FROM ((public.orders o
+     LEFT JOIN public.kinguin_orders k ON ((k.order_id = o.id)))
+     LEFT JOIN LATERAL ( SELECT pj.id,
+            pj.status,
+            pj.scheduled_at,
+            pj.attempts
+           FROM public.procrastinate_jobs pj
+          WHERE ((pj.lock = ('order:'::text || (o.id)::text)) AND (pj.status = ANY (ARRAY['todo'::public.procrastinate_job_status, 'doing'::public.procrastinate_job_status])))
+          ORDER BY (pj.status = 'doing'::public.procrastinate_job_status) DESC, pj.scheduled_at NULLS FIRST, pj.id
+         LIMIT 1) j ON (true))
+  WHERE ((o.status = 'paid'::text) AND (o.fulfillment_status <> 'fulfilled'::text) AND (o.paid_at < (now() - '00:05:00'::interval)));
+
+COMMENT ON VIEW public.stuck_orders IS 'Orders paid more than 5 minutes ago and not fulfilled (failed ones included), with the reason and the next queued job of the order. For a longer threshold filter on paid_for: SELECT * FROM stuck_orders WHERE paid_for > interval ''1 hour'' ORDER BY paid_at;';
+
+COMMENT ON COLUMN public.stuck_orders.order_id IS 'The order (status paid).';
+
+COMMENT ON COLUMN public.stuck_orders.paid_at IS 'When the order became paid.';
+
+COMMENT ON COLUMN public.stuck_orders.paid_for IS 'How long ago it was paid (always more than 5 minutes here): filter on it for another threshold.';
+
+COMMENT ON COLUMN public.stuck_orders.fulfillment_status IS 'pending, processing or failed.';
+
+COMMENT ON COLUMN public.stuck_orders.reason IS 'Why it is not fulfilled, in words: the fulfillment error, the Kinguin order''s state, or what its job is doing; from the columns that follow.';
+
+COMMENT ON COLUMN public.stuck_orders.fulfillment_error IS 'orders.fulfillment_error: the last failure, if any.';
+
+COMMENT ON COLUMN public.stuck_orders.kinguin_order_id IS 'The Kinguin order bought for it; NULL: none bought yet.';
+
+COMMENT ON COLUMN public.stuck_orders.kinguin_status IS 'The Kinguin order''s status: processing, completed, canceled or refunded.';
+
+COMMENT ON COLUMN public.stuck_orders.kinguin_polls IS 'How many times this fulfillment has polled Kinguin for keys.';
+
+COMMENT ON COLUMN public.stuck_orders.next_job_id IS 'procrastinate_jobs.id of the order''s running or next job (lock order:<id>); NULL: none queued.';
+
+COMMENT ON COLUMN public.stuck_orders.next_job_status IS 'doing (a worker runs it) or todo (waiting).';
+
+COMMENT ON COLUMN public.stuck_orders.next_job_at IS 'When the waiting job is due (scheduled_at; NULL: as soon as a worker is free).';
+
+COMMENT ON COLUMN public.stuck_orders.next_job_attempts IS 'How many times that job has already run.';
+
+CREATE TABLE public.webhook_outcomes (
+    outcome text NOT NULL,
+    provider text,
+    meaning text NOT NULL,
+    CONSTRAINT webhook_outcomes_meaning_check CHECK ((meaning <> ''::text)),
+    CONSTRAINT webhook_outcomes_provider_check CHECK ((provider = ANY (ARRAY['nowpayments'::text, 'kinguin'::text])))
+);
+
+COMMENT ON TABLE public.webhook_outcomes IS 'Every value webhook_events.outcome may hold, with what it means; the code''s Outcome enum (bitloot/inbox/outcomes.py) lists the same values.';
+
+COMMENT ON COLUMN public.webhook_outcomes.outcome IS 'The value stored in webhook_events.outcome.';
+
+COMMENT ON COLUMN public.webhook_outcomes.provider IS 'The provider whose events produce it: nowpayments or kinguin; NULL for both.';
+
+COMMENT ON COLUMN public.webhook_outcomes.meaning IS 'What applying the event did, in one line; "flagged" means needs_attention is set.';
+
+CREATE VIEW public.needs_attention AS
+ SELECT 'webhook'::text AS kind,
+    w.order_id,
+    (w.id)::text AS reference,
+    ((w.provider || ' '::text) || w.event_type) AS status,
+    w.received_at AS at,
+    COALESCE(((w.outcome || ': '::text) || wo.meaning), 'not processed yet'::text) AS why
+   FROM (public.webhook_events w
+     LEFT JOIN public.webhook_outcomes wo ON ((wo.outcome = w.outcome)))
+  WHERE w.needs_attention
+UNION ALL
+ SELECT 'order'::text AS kind,
+    o.id AS order_id,
+    (o.id)::text AS reference,
+    ((o.status || '/'::text) || o.fulfillment_status) AS status,
+    o.updated_at AS at,
+    (('underpaid: '::text || COALESCE(o.status_reason, 'less than the total arrived'::text)) || ' (accept the payment or refund it)'::text) AS why
+   FROM public.orders o
+  WHERE (o.status = 'underpaid'::text)
+UNION ALL
+ SELECT 'order'::text AS kind,
+    o.id AS order_id,
+    (o.id)::text AS reference,
+    ((o.status || '/'::text) || o.fulfillment_status) AS status,
+    o.updated_at AS at,
+    (('fulfillment failed: '::text || COALESCE(o.fulfillment_error, 'no reason recorded'::text)) || ' (retry it or refund the order)'::text) AS why
+   FROM public.orders o
+  WHERE ((o.status = 'paid'::text) AND (o.fulfillment_status = 'failed'::text))
+UNION ALL
+ SELECT 'order'::text AS kind,
+    s.order_id,
+    (s.order_id)::text AS reference,
+    ('paid/'::text || s.fulfillment_status) AS status,
+    s.paid_at AS at,
+    ((('paid '::text || date_trunc('minute'::text, s.paid_for)) || ' ago and not fulfilled: '::text) || s.reason) AS why
+   FROM public.stuck_orders s
+  WHERE ((s.fulfillment_status <> 'failed'::text) AND (s.paid_for > '01:00:00'::interval))
+UNION ALL
+ SELECT 'payment'::text AS kind,
+    p.order_id,
+    p.payment_id AS reference,
+    p.status,
+    p.updated_at AS at,
+    (((((('re-deposit to payment '::text || p.parent_payment_id) || ' ('::text) || COALESCE((trim_scale(p.actually_paid))::text, '?'::text)) || ' '::text) || COALESCE(p.pay_currency, ''::text)) || '): never applied to the order, settle by hand'::text) AS why
+   FROM public.payments p
+  WHERE (p.parent_payment_id IS NOT NULL)
+UNION ALL
+ SELECT 'email'::text AS kind,
+    e.order_id,
+    (e.id)::text AS reference,
+    e.status,
+    e.updated_at AS at,
+    (((((('delivery email #'::text || e.generation) || ' to '::text) || e.to_address) || ' failed: '::text) || COALESCE(e.last_error, 'no reason recorded'::text)) || ' (resend it)'::text) AS why
+   FROM public.email_outbox e
+  WHERE (e.status = 'failed'::text);
+
+COMMENT ON VIEW public.needs_attention IS 'Everything a human must look at, one row each, with why: flagged webhooks (see webhook_outcomes), underpaid orders, failed fulfillments, orders paid over an hour ago and not fulfilled, re-deposits, failed delivery emails. A row leaves when its cause does; flagged webhooks stay (BitLoot never clears needs_attention), so filter on at. SELECT * FROM needs_attention ORDER BY at DESC;';
+
+COMMENT ON COLUMN public.needs_attention.kind IS 'What to look at: webhook, order, payment or email.';
+
+COMMENT ON COLUMN public.needs_attention.order_id IS 'The order concerned; NULL for a webhook that names no order of ours.';
+
+COMMENT ON COLUMN public.needs_attention.reference IS 'The row to open: webhook_events.id (webhook), orders.id (order), payments.payment_id (payment), email_outbox.id (email).';
+
+COMMENT ON COLUMN public.needs_attention.status IS 'webhook: provider and event type; order: status/fulfillment_status; payment: its NOWPayments status; email: the outbox status.';
+
+COMMENT ON COLUMN public.needs_attention.at IS 'When: the webhook''s arrival, the order''s last change (its payment for a stuck order), the payment''s or the email''s last update.';
+
+COMMENT ON COLUMN public.needs_attention.why IS 'Why a human must look, and what they can do.';
+
+CREATE TABLE public.order_access_tokens (
+    token_hash bytea NOT NULL,
+    order_id uuid NOT NULL,
+    purpose text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    expires_at timestamp with time zone NOT NULL,
+    revoked_at timestamp with time zone,
+    revoked_reason text,
+    CONSTRAINT order_access_tokens_expire_after_creation CHECK ((expires_at > created_at)),
+    CONSTRAINT order_access_tokens_purpose_check CHECK ((purpose = ANY (ARRAY['checkout'::text, 'email'::text, 'recovery'::text]))),
+    CONSTRAINT order_access_tokens_revocation_has_reason CHECK (((revoked_at IS NULL) = (revoked_reason IS NULL))),
+    CONSTRAINT order_access_tokens_token_hash_check CHECK ((length(token_hash) = 32))
+);
+
+COMMENT ON TABLE public.order_access_tokens IS 'Order access tokens BitLoot issued (accessToken of POST /orders, emailed key-page links), by the SHA-256 of the token, never the token. Revoked by setting revoked_at; never deleted by the application.';
+
+COMMENT ON COLUMN public.order_access_tokens.token_hash IS 'SHA-256 of the whole token string (blot_...): a 256-bit random secret needs no slow hash.';
+
+COMMENT ON COLUMN public.order_access_tokens.order_id IS 'The one order the token opens.';
+
+COMMENT ON COLUMN public.order_access_tokens.purpose IS 'Why it was issued: checkout (POST /orders), email (a delivery email), recovery (a recovery email).';
+
+COMMENT ON COLUMN public.order_access_tokens.created_at IS 'When it was issued.';
+
+COMMENT ON COLUMN public.order_access_tokens.expires_at IS 'After this the token answers 401 (issued with BITLOOT_ORDER_TOKEN_TTL).';
+
+COMMENT ON COLUMN public.order_access_tokens.revoked_at IS 'When it was revoked (it answers 401 from then on); NULL while it is not.';
+
+COMMENT ON COLUMN public.order_access_tokens.revoked_reason IS 'Why it was revoked, e.g. resend (an admin sent the delivery email again).';
+
+ALTER TABLE public.order_events ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.order_events_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE TABLE public.order_idempotency_keys (
+    scope text NOT NULL,
+    key text NOT NULL,
+    request_fingerprint bytea NOT NULL,
+    order_id uuid NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT order_idempotency_keys_key_check CHECK (((length(key) >= 1) AND (length(key) <= 200))),
+    CONSTRAINT order_idempotency_keys_request_fingerprint_check CHECK ((length(request_fingerprint) = 32)),
+    CONSTRAINT order_idempotency_keys_scope_check CHECK (((length(scope) >= 1) AND (length(scope) <= 200)))
+);
+
+COMMENT ON TABLE public.order_idempotency_keys IS 'The Idempotency-Key headers of POST /orders, per caller, for 24 hours: a retry within them answers with the order the key made; after them the key makes a new order.';
+
+COMMENT ON COLUMN public.order_idempotency_keys.scope IS 'Whose key: user:<JWT sub> for a signed-in user, guest:<hex of request_fingerprint> for a guest.';
+
+COMMENT ON COLUMN public.order_idempotency_keys.key IS 'The Idempotency-Key header as sent.';
+
+COMMENT ON COLUMN public.order_idempotency_keys.request_fingerprint IS 'SHA-256 of the normalised email and the sorted items: a signed-in user who reuses the key for another request gets a 422.';
+
+COMMENT ON COLUMN public.order_idempotency_keys.order_id IS 'The order the key made.';
+
+COMMENT ON COLUMN public.order_idempotency_keys.created_at IS 'When the key made its order; 24 hours later it no longer protects a retry.';
+
+CREATE TABLE public.order_items (
+    order_id uuid NOT NULL,
+    product_id text NOT NULL,
+    qty integer NOT NULL,
+    unit_price numeric(12,2) NOT NULL,
+    max_cost numeric(12,2) NOT NULL,
+    CONSTRAINT order_items_max_cost_check CHECK ((max_cost > (0)::numeric)),
+    CONSTRAINT order_items_qty_check CHECK (((qty >= 1) AND (qty <= 9))),
+    CONSTRAINT order_items_unit_price_check CHECK ((unit_price > (0)::numeric))
+);
+
+COMMENT ON TABLE public.order_items IS 'The products of an order with the price charged and the most we pay Kinguin, both copied from products when the order was made.';
+
+COMMENT ON COLUMN public.order_items.order_id IS 'The order.';
+
+COMMENT ON COLUMN public.order_items.product_id IS 'The product (products.product_id, the Kinguin productId).';
+
+COMMENT ON COLUMN public.order_items.qty IS 'How many keys of it (1 to 9).';
+
+COMMENT ON COLUMN public.order_items.unit_price IS 'The price charged per unit, in orders.currency, copied from products.';
+
+COMMENT ON COLUMN public.order_items.max_cost IS 'The most (EUR) we pay Kinguin per unit, copied from products.';
+
+CREATE TABLE public.order_status_transitions (
+    from_status text NOT NULL,
+    to_status text NOT NULL
+);
+
+COMMENT ON TABLE public.order_status_transitions IS 'The legal moves of orders.status; the orders trigger rejects any other move.';
+
+COMMENT ON COLUMN public.order_status_transitions.from_status IS 'An orders.status an order may leave.';
+
+COMMENT ON COLUMN public.order_status_transitions.to_status IS 'The orders.status it may move to from from_status.';
+
 CREATE VIEW public.payment_audit AS
  SELECT p.payment_id,
     p.order_id,
@@ -947,12 +1658,31 @@ CREATE VIEW public.payment_audit AS
 
 COMMENT ON VIEW public.payment_audit IS 'Per payment, one row per IPN received for it, oldest first by event_id: the status each IPN reported and what applying it did.';
 
-CREATE TABLE public.procrastinate_events (
-    id bigint NOT NULL,
-    job_id bigint NOT NULL,
-    type public.procrastinate_job_event_type,
-    at timestamp with time zone DEFAULT now()
-);
+COMMENT ON COLUMN public.payment_audit.payment_id IS 'The NOWPayments payment id.';
+
+COMMENT ON COLUMN public.payment_audit.order_id IS 'Our order it pays.';
+
+COMMENT ON COLUMN public.payment_audit.current_status IS 'The payment''s status now.';
+
+COMMENT ON COLUMN public.payment_audit.price_amount IS 'The price asked, in price_currency.';
+
+COMMENT ON COLUMN public.payment_audit.price_currency IS 'The fiat currency of price_amount.';
+
+COMMENT ON COLUMN public.payment_audit.actually_paid IS 'The crypto amount received so far.';
+
+COMMENT ON COLUMN public.payment_audit.pay_currency IS 'The cryptocurrency paid with.';
+
+COMMENT ON COLUMN public.payment_audit.event_id IS 'webhook_events.id of one report about it; NULL if none is stored.';
+
+COMMENT ON COLUMN public.payment_audit.received_at IS 'When that report arrived.';
+
+COMMENT ON COLUMN public.payment_audit.ipn_status IS 'The payment_status that report gave.';
+
+COMMENT ON COLUMN public.payment_audit.signature_variant IS 'Which serialisation its signature matched (api: the status API).';
+
+COMMENT ON COLUMN public.payment_audit.outcome IS 'What applying it did (webhook_outcomes).';
+
+COMMENT ON COLUMN public.payment_audit.needs_attention IS 'Whether it was flagged for a human.';
 
 CREATE SEQUENCE public.procrastinate_events_id_seq
     START WITH 1
@@ -1022,7 +1752,23 @@ CREATE TABLE public.products (
 
 COMMENT ON TABLE public.products IS 'The catalog rows an order may name: a Kinguin productId, our retail price and currency, and max_cost, the most (EUR) we pay Kinguin per unit.';
 
+COMMENT ON COLUMN public.products.product_id IS 'The Kinguin productId, also what POST /orders names as productId.';
+
+COMMENT ON COLUMN public.products.name IS 'The name shown to customers and in the delivery email.';
+
+COMMENT ON COLUMN public.products.price IS 'Our retail price per unit, in currency.';
+
+COMMENT ON COLUMN public.products.currency IS 'The currency of price (lower case ISO 4217, e.g. eur).';
+
+COMMENT ON COLUMN public.products.max_cost IS 'The most we pay Kinguin per unit, in EUR (the Kinguin balance currency).';
+
 COMMENT ON COLUMN public.products.text_only IS 'Ask Kinguin for keyType "text" (false: accept image keys too).';
+
+COMMENT ON COLUMN public.products.active IS 'Whether new orders may name it (false: kept for old orders only).';
+
+COMMENT ON COLUMN public.products.created_at IS 'When it was added (bitloot products add).';
+
+COMMENT ON COLUMN public.products.updated_at IS 'When it was last changed.';
 
 CREATE TABLE public.rate_limit_buckets (
     bucket text NOT NULL,
@@ -1030,6 +1776,10 @@ CREATE TABLE public.rate_limit_buckets (
 );
 
 COMMENT ON TABLE public.rate_limit_buckets IS 'GCRA rate limiting shared by every server process: tat is the theoretical arrival time of the next request allowed in the bucket.';
+
+COMMENT ON COLUMN public.rate_limit_buckets.bucket IS 'rule:subject, e.g. download:address:<ip> (subjects are client addresses and token subjects; not readable by bitloot_auditor).';
+
+COMMENT ON COLUMN public.rate_limit_buckets.tat IS 'The theoretical arrival time of the next request the bucket allows.';
 
 CREATE TABLE public.vault_canaries (
     master_key_id text NOT NULL,
@@ -1039,6 +1789,12 @@ CREATE TABLE public.vault_canaries (
 
 COMMENT ON TABLE public.vault_canaries IS 'A known value wrapped by each master key, so a process started with a wrong master key refuses to run instead of writing data nobody can decrypt.';
 
+COMMENT ON COLUMN public.vault_canaries.master_key_id IS 'The master key''s id.';
+
+COMMENT ON COLUMN public.vault_canaries.wrapped IS 'A known value wrapped by that key (secret: not readable by bitloot_auditor).';
+
+COMMENT ON COLUMN public.vault_canaries.created_at IS 'When the key was first used.';
+
 ALTER TABLE public.webhook_events ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME public.webhook_events_id_seq
     START WITH 1
@@ -1047,22 +1803,6 @@ ALTER TABLE public.webhook_events ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTI
     NO MAXVALUE
     CACHE 1
 );
-
-CREATE TABLE public.webhook_outcomes (
-    outcome text NOT NULL,
-    provider text,
-    meaning text NOT NULL,
-    CONSTRAINT webhook_outcomes_meaning_check CHECK ((meaning <> ''::text)),
-    CONSTRAINT webhook_outcomes_provider_check CHECK ((provider = ANY (ARRAY['nowpayments'::text, 'kinguin'::text])))
-);
-
-COMMENT ON TABLE public.webhook_outcomes IS 'Every value webhook_events.outcome may hold, with what it means; the code''s Outcome enum (bitloot/inbox/outcomes.py) lists the same values.';
-
-COMMENT ON COLUMN public.webhook_outcomes.outcome IS 'The value stored in webhook_events.outcome.';
-
-COMMENT ON COLUMN public.webhook_outcomes.provider IS 'The provider whose events produce it: nowpayments or kinguin; NULL for both.';
-
-COMMENT ON COLUMN public.webhook_outcomes.meaning IS 'What applying the event did, in one line; "flagged" means needs_attention is set.';
 
 CREATE TABLE public.yoyo_lock (
     locked integer DEFAULT 1 NOT NULL,
@@ -1115,8 +1855,14 @@ ALTER TABLE ONLY public.kinguin_orders
 ALTER TABLE ONLY public.kinguin_orders
     ADD CONSTRAINT kinguin_orders_pkey PRIMARY KEY (order_id);
 
+ALTER TABLE ONLY public.order_access_tokens
+    ADD CONSTRAINT order_access_tokens_pkey PRIMARY KEY (token_hash);
+
 ALTER TABLE ONLY public.order_events
     ADD CONSTRAINT order_events_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.order_idempotency_keys
+    ADD CONSTRAINT order_idempotency_keys_pkey PRIMARY KEY (scope, key);
 
 ALTER TABLE ONLY public.order_items
     ADD CONSTRAINT order_items_pkey PRIMARY KEY (order_id, product_id);
@@ -1183,6 +1929,8 @@ CREATE INDEX key_access_events_order_idx ON public.key_access_events USING btree
 CREATE INDEX key_delivery_logs_expiry_idx ON public.key_delivery_logs USING btree (expires_at) WHERE (status = ANY (ARRAY['stored'::text, 'accessed'::text]));
 
 CREATE INDEX key_delivery_logs_master_key_idx ON public.key_delivery_logs USING btree (master_key_id);
+
+CREATE INDEX order_access_tokens_order_idx ON public.order_access_tokens USING btree (order_id);
 
 CREATE INDEX order_events_order_idx ON public.order_events USING btree (order_id, id);
 
@@ -1279,8 +2027,14 @@ ALTER TABLE ONLY public.key_delivery_logs
 ALTER TABLE ONLY public.kinguin_orders
     ADD CONSTRAINT kinguin_orders_order_id_fkey FOREIGN KEY (order_id) REFERENCES public.orders(id);
 
+ALTER TABLE ONLY public.order_access_tokens
+    ADD CONSTRAINT order_access_tokens_order_id_fkey FOREIGN KEY (order_id) REFERENCES public.orders(id);
+
 ALTER TABLE ONLY public.order_events
     ADD CONSTRAINT order_events_order_id_fkey FOREIGN KEY (order_id) REFERENCES public.orders(id);
+
+ALTER TABLE ONLY public.order_idempotency_keys
+    ADD CONSTRAINT order_idempotency_keys_order_id_fkey FOREIGN KEY (order_id) REFERENCES public.orders(id) DEFERRABLE INITIALLY DEFERRED;
 
 ALTER TABLE ONLY public.order_items
     ADD CONSTRAINT order_items_order_id_fkey FOREIGN KEY (order_id) REFERENCES public.orders(id);

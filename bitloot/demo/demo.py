@@ -65,6 +65,12 @@ def _query(stack: LocalStack, sql: str, *params: Any) -> list[tuple[Any, ...]]:
 
 async def run_demo(stack: LocalStack, progress: Progress) -> int:
     """The order's journey; returns the number of keys revealed."""
+    roles = _query(
+        stack,
+        "SELECT string_agg(rolname, ', ' ORDER BY rolname) FROM pg_roles"
+        " WHERE rolname IN ('bitloot_app', 'bitloot_auditor')",
+    )[0][0]
+    progress.done("database roles", f"{roles or 'missing'} (the demo itself logs in as owner)")
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
         order_id = await _create_order(http, stack, progress)
         await _pay(http, stack, progress, order_id)
