@@ -1,7 +1,8 @@
 """The one set of long-lived resources every `serve` and `worker` process holds.
 
 `open_resources` checks everything at start-up (a setting, the database, the schema, the
-master keys, the object store) and turns anything wrong into one `StartupError` line; the
+master keys, the object store), writes the payment policy where the database reads it
+(`store_payment_policy`), and turns anything wrong into one `StartupError` line; the
 CLI prints it and exits 2. The server hands the result to its handlers
 (`bitloot.web.context`); a worker installs it for its tasks (`install`/`current`), because
 procrastinate calls tasks with their JSON arguments only.
@@ -12,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 import structlog
@@ -133,6 +135,7 @@ async def open_resources(
             await check_master_keys(conn, ring)
         except VaultError as exc:
             raise StartupError(str(exc)) from None
+        await store_payment_policy(conn, settings)
     storage = await _open_checked_storage(settings, ring, stack)
     resources = Resources(
         settings=settings,
@@ -160,6 +163,28 @@ async def open_resources(
         resources.mail = transport_from_settings(settings)
     log.info("startup.checked", master_keys=list(ring.ids), storage=type(storage).__name__)
     return resources
+
+
+# The one row of payment_policy (migration 0012): the database's copy of the settings that
+# decide when a payment pays an order, read by bitloot_payment_evidence() (the orders
+# trigger that guards `paid`, the worker's and the reconciler's re-check).
+STORE_PAYMENT_POLICY = """
+INSERT INTO payment_policy (singleton, paid_on, tolerance) VALUES (true, %(paid_on)s, %(tolerance)s)
+ON CONFLICT (singleton) DO UPDATE SET paid_on = EXCLUDED.paid_on, tolerance = EXCLUDED.tolerance
+ WHERE (payment_policy.paid_on, payment_policy.tolerance)
+       IS DISTINCT FROM (EXCLUDED.paid_on, EXCLUDED.tolerance)
+"""
+
+
+async def store_payment_policy(conn: psycopg.AsyncConnection[Any], settings: Settings) -> None:
+    """Write BITLOOT_PAID_ON and BITLOOT_PAYMENT_TOLERANCE where the database reads them.
+
+    Every `serve` and `worker` does so when it starts (an UPSERT of the one row), so the
+    database judges `paid` with the policy the processes run with; processes started with
+    different settings would overwrite each other, so run them all with the same ones.
+    """
+    params = {"paid_on": settings.paid_on, "tolerance": settings.payment_tolerance}
+    await conn.execute(STORE_PAYMENT_POLICY, params)
 
 
 async def _open_checked_storage(

@@ -39,6 +39,58 @@ $$;
 
 COMMENT ON FUNCTION public.bitloot_actor() IS 'Who is acting in this transaction: bitloot.actor if the application set it, else sql:<role>.';
 
+CREATE FUNCTION public.bitloot_correct_order_email(p_order_id uuid, p_new_email text, p_admin_id text, p_reason text) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    old_email text;
+BEGIN
+    IF coalesce(btrim(p_admin_id), '') = '' OR coalesce(btrim(p_reason), '') = '' THEN
+        RAISE EXCEPTION 'an email correction needs the admin and the reason (order %)',
+            p_order_id USING ERRCODE = 'BL004';
+    END IF;
+    SELECT email INTO old_email FROM orders WHERE id = p_order_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'order % does not exist', p_order_id USING ERRCODE = 'BL004';
+    END IF;
+    IF old_email = p_new_email THEN
+        RETURN;
+    END IF;
+    INSERT INTO admin_audit_log (admin_id, action, order_id, reason, details)
+    VALUES (p_admin_id, 'correct_order_email', p_order_id, p_reason,
+            jsonb_build_object('old_email', old_email, 'new_email', p_new_email,
+                               'xid', txid_current()::text));
+    UPDATE orders SET email = p_new_email WHERE id = p_order_id;
+END;
+$$;
+
+COMMENT ON FUNCTION public.bitloot_correct_order_email(p_order_id uuid, p_new_email text, p_admin_id text, p_reason text) IS 'The one correction of an order: its email, by an admin with a reason. Writes an admin_audit_log row (action correct_order_email, details old_email, new_email, xid) and then the email; the orders trigger accepts an email change only with that row.';
+
+CREATE FUNCTION public.bitloot_email_outbox_guard() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF (NEW.id, NEW.order_id, NEW.kind, NEW.generation, NEW.to_address, NEW.created_at)
+       IS DISTINCT FROM
+       (OLD.id, OLD.order_id, OLD.kind, OLD.generation, OLD.to_address, OLD.created_at) THEN
+        RAISE EXCEPTION 'email % of order %: its order, kind, generation and address never '
+            'change', OLD.id, OLD.order_id USING ERRCODE = 'BL005';
+    END IF;
+    IF OLD.status = 'sent' AND (NEW.status, NEW.message_id, NEW.sent_at)
+       IS DISTINCT FROM (OLD.status, OLD.message_id, OLD.sent_at) THEN
+        RAISE EXCEPTION 'email % of order % was sent: that never changes', OLD.id,
+            OLD.order_id USING ERRCODE = 'BL005';
+    END IF;
+    IF NEW.attempts < OLD.attempts THEN
+        RAISE EXCEPTION 'email % of order %: attempts only grow', OLD.id, OLD.order_id
+            USING ERRCODE = 'BL005';
+    END IF;
+    RETURN NEW;
+END;
+$$;
+
+COMMENT ON FUNCTION public.bitloot_email_outbox_guard() IS 'email_outbox: order_id, kind, generation, to_address and created_at never change; a sent email stays sent (status, message_id, sent_at); attempts only grow (BL005).';
+
 CREATE FUNCTION public.bitloot_grant_roles() RETURNS boolean
     LANGUAGE plpgsql
     AS $$
@@ -49,7 +101,8 @@ DECLARE
         'order_status_transitions', 'fulfillment_status_transitions', 'webhook_outcomes'];
     -- Append-only logs: INSERT (the order_events trigger runs as the application), never
     -- UPDATE or DELETE; their triggers refuse those too (BL002).
-    app_append_only text[] := ARRAY['order_events', 'key_access_events', 'admin_audit_log'];
+    app_append_only text[] := ARRAY[
+        'order_events', 'key_access_events', 'admin_audit_log', 'payment_acceptances'];
     -- The only tables of ours the application deletes from (expired GCRA buckets).
     app_may_delete text[] := ARRAY['rate_limit_buckets'];
     -- Tables the auditor may not read at all.
@@ -158,6 +211,59 @@ $$;
 
 COMMENT ON FUNCTION public.bitloot_grant_roles() IS 'Re-applies every grant of bitloot_app and bitloot_auditor to the objects that exist (README, "Database roles"); false, with nothing granted, while either role is missing. Run by the migrations and by every `bitloot migrate`, as the owner of the schema.';
 
+CREATE FUNCTION public.bitloot_key_delivery_logs_guard() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF (NEW.id, NEW.order_id, NEW.key_id, NEW.product_id, NEW.object_key, NEW.content_type,
+        NEW.created_at)
+       IS DISTINCT FROM
+       (OLD.id, OLD.order_id, OLD.key_id, OLD.product_id, OLD.object_key, OLD.content_type,
+        OLD.created_at) THEN
+        RAISE EXCEPTION 'key % of order %: which key it is and where its ciphertext is never '
+            'change', OLD.key_id, OLD.order_id USING ERRCODE = 'BL005';
+    END IF;
+    IF NEW.wrapped_data_key IS DISTINCT FROM OLD.wrapped_data_key
+       AND NEW.master_key_id IS NOT DISTINCT FROM OLD.master_key_id THEN
+        RAISE EXCEPTION 'key % of order %: the data key changes only when it is re-wrapped '
+            'under another master key (bitloot keys rotate)', OLD.key_id, OLD.order_id
+            USING ERRCODE = 'BL005';
+    END IF;
+    IF array_position(ARRAY['stored', 'accessed', 'expired', 'deleted'], NEW.status)
+       < array_position(ARRAY['stored', 'accessed', 'expired', 'deleted'], OLD.status) THEN
+        RAISE EXCEPTION 'key % of order %: status only moves forward (stored, accessed, '
+            'expired, deleted): % -> % is not allowed', OLD.key_id, OLD.order_id,
+            OLD.status, NEW.status USING ERRCODE = 'BL005';
+    END IF;
+    RETURN NEW;
+END;
+$$;
+
+COMMENT ON FUNCTION public.bitloot_key_delivery_logs_guard() IS 'key_delivery_logs: id, order_id, key_id, product_id, object_key, content_type and created_at never change; wrapped_data_key only together with master_key_id (a re-wrap, bitloot/vault/rotate.py); status only forward: stored, accessed, expired, deleted (BL005).';
+
+CREATE FUNCTION public.bitloot_kinguin_orders_guard() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF (NEW.order_id, NEW.kinguin_order_id, NEW.created_at)
+       IS DISTINCT FROM (OLD.order_id, OLD.kinguin_order_id, OLD.created_at)
+       OR (OLD.payment_price IS NOT NULL
+           AND NEW.payment_price IS DISTINCT FROM OLD.payment_price) THEN
+        RAISE EXCEPTION 'Kinguin order % (order %): which order it is and what it cost never '
+            'change', OLD.kinguin_order_id, OLD.order_id USING ERRCODE = 'BL005';
+    END IF;
+    IF NEW.status <> OLD.status AND (OLD.status = 'refunded'
+                                     OR (OLD.status = 'canceled' AND NEW.status <> 'refunded'))
+    THEN
+        RAISE EXCEPTION 'Kinguin order % (order %) is %: % is not allowed',
+            OLD.kinguin_order_id, OLD.order_id, OLD.status, NEW.status USING ERRCODE = 'BL005';
+    END IF;
+    RETURN NEW;
+END;
+$$;
+
+COMMENT ON FUNCTION public.bitloot_kinguin_orders_guard() IS 'kinguin_orders: order_id, kinguin_order_id and created_at never change, payment_price once known never changes; a canceled order may only become refunded, a refunded one nothing else (BL005). polls is a counter that a retry resets.';
+
 CREATE FUNCTION public.bitloot_order_visible(order_id uuid, order_user_id text, is_admin boolean, user_id text, token_order_id uuid) RETURNS boolean
     LANGUAGE sql IMMUTABLE
     AS $$
@@ -193,6 +299,47 @@ END;
 $$;
 
 COMMENT ON FUNCTION public.bitloot_orders_log_events() IS 'Writes one order_events row per status change that was really committed to orders.';
+
+CREATE FUNCTION public.bitloot_orders_money_guard() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    changed text[] := ARRAY[]::text[];
+BEGIN
+    IF NEW.status = 'paid' AND OLD.status <> 'paid'
+       AND bitloot_payment_evidence(NEW.id) IS NULL THEN
+        RAISE EXCEPTION 'order % cannot become paid: no final payment covers its total % % '
+            'under payment_policy, and no admin accepted it (payment_acceptances)',
+            NEW.id, OLD.total_amount, OLD.currency USING ERRCODE = 'BL003';
+    END IF;
+    IF NEW.total_amount IS DISTINCT FROM OLD.total_amount THEN
+        changed := changed || 'total_amount'::text;
+    END IF;
+    IF NEW.currency IS DISTINCT FROM OLD.currency THEN
+        changed := changed || 'currency'::text;
+    END IF;
+    IF NEW.user_id IS DISTINCT FROM OLD.user_id THEN
+        changed := changed || 'user_id'::text;
+    END IF;
+    IF NEW.email IS DISTINCT FROM OLD.email AND NOT EXISTS (
+        -- bitloot_correct_order_email() writes this row, in this transaction, first.
+        SELECT 1 FROM admin_audit_log l
+         WHERE l.order_id = NEW.id AND l.action = 'correct_order_email'
+           AND l.details ->> 'xid' = txid_current()::text
+           AND l.details ->> 'new_email' = NEW.email) THEN
+        changed := changed || 'email'::text;
+    END IF;
+    IF cardinality(changed) > 0 THEN
+        RAISE EXCEPTION 'orders.% of order % cannot be changed by UPDATE: the email is '
+            'corrected with bitloot_correct_order_email(order_id, new_email, admin_id, '
+            'reason); the total, currency and user never change',
+            array_to_string(changed, ', '), OLD.id USING ERRCODE = 'BL004';
+    END IF;
+    RETURN NEW;
+END;
+$$;
+
+COMMENT ON FUNCTION public.bitloot_orders_money_guard() IS 'An order becomes paid only with bitloot_payment_evidence() (else BL003); its total_amount, currency and user_id never change, its email only through bitloot_correct_order_email() (else BL004).';
 
 CREATE FUNCTION public.bitloot_orders_status_guard() RETURNS trigger
     LANGUAGE plpgsql
@@ -236,6 +383,35 @@ $$;
 
 COMMENT ON FUNCTION public.bitloot_orders_status_guard() IS 'Enforces both order state machines: an illegal move raises SQLSTATE BL001.';
 
+CREATE FUNCTION public.bitloot_payment_evidence(p_order_id uuid) RETURNS text
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT coalesce(
+        (SELECT 'payment ' || p.payment_id
+           FROM payments p
+           JOIN orders o ON o.id = p.order_id
+          CROSS JOIN payment_policy pol
+          WHERE p.order_id = p_order_id
+            AND p.parent_payment_id IS NULL
+            AND (p.status = 'finished'
+                 OR (pol.paid_on = 'confirmed' AND p.status IN ('confirmed', 'sending')))
+            AND p.price_currency = o.currency
+            AND p.price_amount IS NOT NULL
+            AND p.actually_paid IS NOT NULL
+            AND p.pay_amount > 0
+            AND p.price_amount * least(p.pay_amount, p.actually_paid)
+                + pol.tolerance * p.pay_amount >= o.total_amount * p.pay_amount
+          ORDER BY p.created_at, p.payment_id
+          LIMIT 1),
+        (SELECT 'acceptance ' || a.id
+           FROM payment_acceptances a
+          WHERE a.order_id = p_order_id
+          ORDER BY a.id
+          LIMIT 1))
+$$;
+
+COMMENT ON FUNCTION public.bitloot_payment_evidence(p_order_id uuid) IS 'What proves the order is paid: ''payment <id>'' (the first final payment of its own, not a re-deposit, in its currency, with price_amount, actually_paid and a positive pay_amount, whose price_amount * least(1, actually_paid / pay_amount) + tolerance covers total_amount; final is finished, or also confirmed/sending under paid_on = confirmed, per payment_policy), else ''acceptance <id>'' (payment_acceptances), else NULL. The orders trigger, the worker and the reconciler all ask it.';
+
 CREATE FUNCTION public.bitloot_payment_status_rank(status text) RETURNS integer
     LANGUAGE sql IMMUTABLE STRICT
     AS $$
@@ -247,6 +423,35 @@ CREATE FUNCTION public.bitloot_payment_status_rank(status text) RETURNS integer
 $$;
 
 COMMENT ON FUNCTION public.bitloot_payment_status_rank(status text) IS 'Progress order of NOWPayments statuses: a payment only moves to a higher rank, so a late or replayed IPN never moves it back.';
+
+CREATE FUNCTION public.bitloot_payments_guard() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF NEW.payment_id <> OLD.payment_id OR NEW.order_id <> OLD.order_id THEN
+        RAISE EXCEPTION 'payment %: payment_id and order_id never change', OLD.payment_id
+            USING ERRCODE = 'BL005';
+    END IF;
+    IF NEW.status <> OLD.status
+       AND bitloot_payment_status_rank(NEW.status) <= bitloot_payment_status_rank(OLD.status)
+    THEN
+        RAISE EXCEPTION 'payment % (order %) only moves forward: % -> % is not allowed',
+            OLD.payment_id, OLD.order_id, OLD.status, NEW.status USING ERRCODE = 'BL005';
+    END IF;
+    IF bitloot_payment_status_rank(OLD.status) >= 5
+       AND (NEW.price_amount, NEW.price_currency, NEW.pay_amount, NEW.pay_currency,
+            NEW.actually_paid, NEW.parent_payment_id)
+           IS DISTINCT FROM
+           (OLD.price_amount, OLD.price_currency, OLD.pay_amount, OLD.pay_currency,
+            OLD.actually_paid, OLD.parent_payment_id) THEN
+        RAISE EXCEPTION 'payment % (order %) is final (%): its amounts and currencies '
+            'never change', OLD.payment_id, OLD.order_id, OLD.status USING ERRCODE = 'BL005';
+    END IF;
+    RETURN NEW;
+END;
+$$;
+
+COMMENT ON FUNCTION public.bitloot_payments_guard() IS 'payments: the status only rises in bitloot_payment_status_rank; payment_id and order_id never change; once final (finished, failed, expired, refunded) price_amount, price_currency, pay_amount, pay_currency, actually_paid and parent_payment_id are fixed (BL005).';
 
 CREATE FUNCTION public.bitloot_reject_change() RETURNS trigger
     LANGUAGE plpgsql
@@ -269,6 +474,26 @@ END;
 $$;
 
 COMMENT ON FUNCTION public.bitloot_touch_updated_at() IS 'Keeps updated_at current on every UPDATE.';
+
+CREATE FUNCTION public.bitloot_webhook_events_guard() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF (NEW.id, NEW.provider, NEW.dedup_key, NEW.event_type, NEW.external_id, NEW.raw_body,
+        NEW.signature_variant, NEW.received_at)
+       IS DISTINCT FROM
+       (OLD.id, OLD.provider, OLD.dedup_key, OLD.event_type, OLD.external_id, OLD.raw_body,
+        OLD.signature_variant, OLD.received_at)
+       OR (OLD.order_id IS NOT NULL AND NEW.order_id IS DISTINCT FROM OLD.order_id) THEN
+        RAISE EXCEPTION 'webhook event %: what was received never changes (only its '
+            'processing, outcome and flag, and an order id once)', OLD.id
+            USING ERRCODE = 'BL005';
+    END IF;
+    RETURN NEW;
+END;
+$$;
+
+COMMENT ON FUNCTION public.bitloot_webhook_events_guard() IS 'webhook_events: provider, dedup_key, event_type, external_id, raw_body, signature_variant and received_at never change; order_id may be set once (BL005). processed_at, outcome and needs_attention record what applying it did.';
 
 CREATE FUNCTION public.procrastinate_cancel_job_v1(job_id bigint, abort boolean, delete_job boolean) RETURNS bigint
     LANGUAGE plpgsql
@@ -1639,6 +1864,37 @@ COMMENT ON COLUMN public.order_status_transitions.from_status IS 'An orders.stat
 
 COMMENT ON COLUMN public.order_status_transitions.to_status IS 'The orders.status it may move to from from_status.';
 
+CREATE TABLE public.payment_acceptances (
+    id bigint NOT NULL,
+    order_id uuid NOT NULL,
+    admin_id text NOT NULL,
+    reason text NOT NULL,
+    accepted_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT payment_acceptances_admin_id_check CHECK ((length(admin_id) > 0)),
+    CONSTRAINT payment_acceptances_reason_check CHECK ((length(btrim(reason)) > 0))
+);
+
+COMMENT ON TABLE public.payment_acceptances IS 'Append-only: an admin''s decision that an order counts as paid without a covering payment (e.g. a top-up settled by hand). It is evidence for `paid` to the orders trigger; POST /admin/orders/{id}/accept-payment (the business-exceptions issue) writes it.';
+
+COMMENT ON COLUMN public.payment_acceptances.id IS 'Order of acceptances (identity).';
+
+COMMENT ON COLUMN public.payment_acceptances.order_id IS 'The order accepted as paid.';
+
+COMMENT ON COLUMN public.payment_acceptances.admin_id IS 'The JWT sub of the admin who accepted it.';
+
+COMMENT ON COLUMN public.payment_acceptances.reason IS 'Why, as the admin wrote it (required).';
+
+COMMENT ON COLUMN public.payment_acceptances.accepted_at IS 'When it was accepted.';
+
+ALTER TABLE public.payment_acceptances ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.payment_acceptances_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
 CREATE VIEW public.payment_audit AS
  SELECT p.payment_id,
     p.order_id,
@@ -1683,6 +1939,26 @@ COMMENT ON COLUMN public.payment_audit.signature_variant IS 'Which serialisation
 COMMENT ON COLUMN public.payment_audit.outcome IS 'What applying it did (webhook_outcomes).';
 
 COMMENT ON COLUMN public.payment_audit.needs_attention IS 'Whether it was flagged for a human.';
+
+CREATE TABLE public.payment_policy (
+    singleton boolean DEFAULT true NOT NULL,
+    paid_on text NOT NULL,
+    tolerance numeric NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT payment_policy_paid_on_check CHECK ((paid_on = ANY (ARRAY['finished'::text, 'confirmed'::text]))),
+    CONSTRAINT payment_policy_singleton_check CHECK (singleton),
+    CONSTRAINT payment_policy_tolerance_check CHECK ((tolerance >= (0)::numeric))
+);
+
+COMMENT ON TABLE public.payment_policy IS 'One row: when a payment pays an order (BITLOOT_PAID_ON, BITLOOT_PAYMENT_TOLERANCE), as the last `serve` or `worker` to start wrote it from its settings (open_resources). bitloot_payment_evidence() reads it; run every process with the same settings.';
+
+COMMENT ON COLUMN public.payment_policy.singleton IS 'Always true: the table has exactly one row.';
+
+COMMENT ON COLUMN public.payment_policy.paid_on IS 'finished: only a finished payment pays an order; confirmed: confirmed and sending do too.';
+
+COMMENT ON COLUMN public.payment_policy.tolerance IS 'How much less than the order total (in the order''s currency) a payment may cover and still pay it.';
+
+COMMENT ON COLUMN public.payment_policy.updated_at IS 'When a process last wrote it (at its start).';
 
 CREATE SEQUENCE public.procrastinate_events_id_seq
     START WITH 1
@@ -1879,6 +2155,12 @@ ALTER TABLE ONLY public.orders
 ALTER TABLE ONLY public.orders
     ADD CONSTRAINT orders_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY public.payment_acceptances
+    ADD CONSTRAINT payment_acceptances_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.payment_policy
+    ADD CONSTRAINT payment_policy_pkey PRIMARY KEY (singleton);
+
 ALTER TABLE ONLY public.payments
     ADD CONSTRAINT payments_pkey PRIMARY KEY (payment_id);
 
@@ -1942,6 +2224,8 @@ CREATE INDEX orders_paid_unfulfilled_idx ON public.orders USING btree (paid_at) 
 
 CREATE INDEX orders_user_created_idx ON public.orders USING btree (user_id, created_at DESC, id DESC) WHERE (user_id IS NOT NULL);
 
+CREATE INDEX payment_acceptances_order_idx ON public.payment_acceptances USING btree (order_id, id);
+
 CREATE INDEX payments_created_idx ON public.payments USING btree (created_at DESC, payment_id DESC);
 
 CREATE INDEX payments_not_final_idx ON public.payments USING btree (updated_at) WHERE (status = ANY (ARRAY['waiting'::text, 'confirming'::text, 'confirmed'::text, 'sending'::text]));
@@ -1974,13 +2258,31 @@ CREATE TRIGGER admin_audit_log_append_only BEFORE DELETE OR UPDATE ON public.adm
 
 CREATE TRIGGER admin_audit_log_no_truncate BEFORE TRUNCATE ON public.admin_audit_log FOR EACH STATEMENT EXECUTE FUNCTION public.bitloot_reject_change();
 
+CREATE TRIGGER email_outbox_guard BEFORE UPDATE ON public.email_outbox FOR EACH ROW EXECUTE FUNCTION public.bitloot_email_outbox_guard();
+
+CREATE TRIGGER email_outbox_no_delete BEFORE DELETE ON public.email_outbox FOR EACH ROW EXECUTE FUNCTION public.bitloot_reject_change();
+
+CREATE TRIGGER email_outbox_no_truncate BEFORE TRUNCATE ON public.email_outbox FOR EACH STATEMENT EXECUTE FUNCTION public.bitloot_reject_change();
+
 CREATE TRIGGER email_outbox_touch BEFORE UPDATE ON public.email_outbox FOR EACH ROW EXECUTE FUNCTION public.bitloot_touch_updated_at();
 
 CREATE TRIGGER key_access_events_append_only BEFORE DELETE OR UPDATE ON public.key_access_events FOR EACH ROW EXECUTE FUNCTION public.bitloot_reject_change();
 
 CREATE TRIGGER key_access_events_no_truncate BEFORE TRUNCATE ON public.key_access_events FOR EACH STATEMENT EXECUTE FUNCTION public.bitloot_reject_change();
 
+CREATE TRIGGER key_delivery_logs_guard BEFORE UPDATE ON public.key_delivery_logs FOR EACH ROW EXECUTE FUNCTION public.bitloot_key_delivery_logs_guard();
+
+CREATE TRIGGER key_delivery_logs_no_delete BEFORE DELETE ON public.key_delivery_logs FOR EACH ROW EXECUTE FUNCTION public.bitloot_reject_change();
+
+CREATE TRIGGER key_delivery_logs_no_truncate BEFORE TRUNCATE ON public.key_delivery_logs FOR EACH STATEMENT EXECUTE FUNCTION public.bitloot_reject_change();
+
 CREATE TRIGGER key_delivery_logs_touch BEFORE UPDATE ON public.key_delivery_logs FOR EACH ROW EXECUTE FUNCTION public.bitloot_touch_updated_at();
+
+CREATE TRIGGER kinguin_orders_guard BEFORE UPDATE ON public.kinguin_orders FOR EACH ROW EXECUTE FUNCTION public.bitloot_kinguin_orders_guard();
+
+CREATE TRIGGER kinguin_orders_no_delete BEFORE DELETE ON public.kinguin_orders FOR EACH ROW EXECUTE FUNCTION public.bitloot_reject_change();
+
+CREATE TRIGGER kinguin_orders_no_truncate BEFORE TRUNCATE ON public.kinguin_orders FOR EACH STATEMENT EXECUTE FUNCTION public.bitloot_reject_change();
 
 CREATE TRIGGER kinguin_orders_touch BEFORE UPDATE ON public.kinguin_orders FOR EACH ROW EXECUTE FUNCTION public.bitloot_touch_updated_at();
 
@@ -1993,6 +2295,24 @@ CREATE TRIGGER orders_log_events AFTER INSERT OR UPDATE ON public.orders FOR EAC
 CREATE TRIGGER orders_no_delete BEFORE DELETE ON public.orders FOR EACH ROW EXECUTE FUNCTION public.bitloot_reject_change();
 
 CREATE TRIGGER orders_status_guard BEFORE INSERT OR UPDATE ON public.orders FOR EACH ROW EXECUTE FUNCTION public.bitloot_orders_status_guard();
+
+CREATE TRIGGER orders_status_guard_money BEFORE UPDATE ON public.orders FOR EACH ROW EXECUTE FUNCTION public.bitloot_orders_money_guard();
+
+CREATE TRIGGER payment_acceptances_append_only BEFORE DELETE OR UPDATE ON public.payment_acceptances FOR EACH ROW EXECUTE FUNCTION public.bitloot_reject_change();
+
+CREATE TRIGGER payment_acceptances_no_truncate BEFORE TRUNCATE ON public.payment_acceptances FOR EACH STATEMENT EXECUTE FUNCTION public.bitloot_reject_change();
+
+CREATE TRIGGER payment_policy_no_delete BEFORE DELETE ON public.payment_policy FOR EACH ROW EXECUTE FUNCTION public.bitloot_reject_change();
+
+CREATE TRIGGER payment_policy_no_truncate BEFORE TRUNCATE ON public.payment_policy FOR EACH STATEMENT EXECUTE FUNCTION public.bitloot_reject_change();
+
+CREATE TRIGGER payment_policy_touch BEFORE UPDATE ON public.payment_policy FOR EACH ROW EXECUTE FUNCTION public.bitloot_touch_updated_at();
+
+CREATE TRIGGER payments_guard BEFORE UPDATE ON public.payments FOR EACH ROW EXECUTE FUNCTION public.bitloot_payments_guard();
+
+CREATE TRIGGER payments_no_delete BEFORE DELETE ON public.payments FOR EACH ROW EXECUTE FUNCTION public.bitloot_reject_change();
+
+CREATE TRIGGER payments_no_truncate BEFORE TRUNCATE ON public.payments FOR EACH STATEMENT EXECUTE FUNCTION public.bitloot_reject_change();
 
 CREATE TRIGGER payments_touch BEFORE UPDATE ON public.payments FOR EACH ROW EXECUTE FUNCTION public.bitloot_touch_updated_at();
 
@@ -2011,6 +2331,12 @@ CREATE TRIGGER procrastinate_trigger_status_events_insert_v1 AFTER INSERT ON pub
 CREATE TRIGGER procrastinate_trigger_status_events_update_v1 AFTER UPDATE OF status ON public.procrastinate_jobs FOR EACH ROW EXECUTE FUNCTION public.procrastinate_trigger_function_status_events_update_v1();
 
 CREATE TRIGGER products_touch BEFORE UPDATE ON public.products FOR EACH ROW EXECUTE FUNCTION public.bitloot_touch_updated_at();
+
+CREATE TRIGGER webhook_events_guard BEFORE UPDATE ON public.webhook_events FOR EACH ROW EXECUTE FUNCTION public.bitloot_webhook_events_guard();
+
+CREATE TRIGGER webhook_events_no_delete BEFORE DELETE ON public.webhook_events FOR EACH ROW EXECUTE FUNCTION public.bitloot_reject_change();
+
+CREATE TRIGGER webhook_events_no_truncate BEFORE TRUNCATE ON public.webhook_events FOR EACH STATEMENT EXECUTE FUNCTION public.bitloot_reject_change();
 
 ALTER TABLE ONLY public.admin_audit_log
     ADD CONSTRAINT admin_audit_log_order_id_fkey FOREIGN KEY (order_id) REFERENCES public.orders(id);
@@ -2041,6 +2367,9 @@ ALTER TABLE ONLY public.order_items
 
 ALTER TABLE ONLY public.order_items
     ADD CONSTRAINT order_items_product_id_fkey FOREIGN KEY (product_id) REFERENCES public.products(product_id);
+
+ALTER TABLE ONLY public.payment_acceptances
+    ADD CONSTRAINT payment_acceptances_order_id_fkey FOREIGN KEY (order_id) REFERENCES public.orders(id);
 
 ALTER TABLE ONLY public.payments
     ADD CONSTRAINT payments_order_id_fkey FOREIGN KEY (order_id) REFERENCES public.orders(id);

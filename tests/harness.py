@@ -14,6 +14,23 @@ from bitloot.processes import free_port
 
 TEST_JWT_SECRET = "test-jwt-secret-long-enough-for-hs256-0123456789"
 
+# The evidence the orders trigger asks for before `paid` (migration 0012): a finished
+# payment of the order covering its total in its currency, as an IPN would have stored it.
+# For fixtures that make an order paid in SQL, without the payment flow; one parameter,
+# the order id, run just before the UPDATE to `paid`.
+COVERING_PAYMENT = (
+    "INSERT INTO payments (payment_id, order_id, status, price_amount, price_currency,"
+    " pay_amount, pay_currency, actually_paid)"
+    " SELECT 'evidence-' || id, id, 'finished', total_amount, currency, 1, 'btc', 1"
+    " FROM orders WHERE id = %s ON CONFLICT (payment_id) DO NOTHING"
+)
+# The other evidence: an admin's acceptance (payment_acceptances), for fixtures whose tests
+# count or list the payments themselves.
+ACCEPTED_PAYMENT = (
+    "INSERT INTO payment_acceptances (order_id, admin_id, reason)"
+    " VALUES (%s, 'test-admin', 'test fixture: paid without the payment flow')"
+)
+
 
 @dataclass
 class Served:

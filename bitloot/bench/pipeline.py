@@ -110,6 +110,7 @@ async def pay(db_url: str, order_ids: list[uuid.UUID]) -> None:
         await conn.execute("SELECT set_config('bitloot.actor', 'bench', true)")
         for oid in order_ids:
             await defer_fulfillment(conn, oid)
+        await conn.execute(Q["payments_covering"], {"ids": order_ids})
         await conn.execute(Q["orders_paid"], {"ids": order_ids})
 
 
@@ -126,6 +127,7 @@ async def pay_paced(db_url: str, order_ids: list[uuid.UUID], rate: float) -> Non
             async with conn.transaction():
                 await conn.execute("SELECT set_config('bitloot.actor', 'bench', true)")
                 await defer_fulfillment(conn, oid)
+                await conn.execute(Q["payments_covering"], {"ids": [oid]})
                 await conn.execute(Q["orders_paid"], {"ids": [oid]})
 
 

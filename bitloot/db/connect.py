@@ -50,3 +50,9 @@ async def set_actor(
         "SELECT set_config('bitloot.actor', %s, true), set_config('bitloot.reason', %s, true)",
         (actor, reason or ""),
     )
+
+
+async def set_reason(conn: psycopg.AsyncConnection[Any], reason: str) -> None:
+    """Name why, for the status changes that follow in this transaction (the actor stays):
+    the specific cause (a shortfall, a currency mismatch, a poll limit), not the event."""
+    await conn.execute("SELECT set_config('bitloot.reason', %s, true)", (reason,))

@@ -42,8 +42,11 @@ log = structlog.get_logger(__name__)
 class PurchaseRefused(Exception):
     """Kinguin refused the order for good (no stock, no balance, a price too high...)."""
 
-    def __init__(self, kind: str) -> None:
-        super().__init__(f"Kinguin refused the order: {kind}")
+    def __init__(self, kind: str, status: int | None = None, detail: str = "") -> None:
+        # Kinguin's error code first (what admins and tests match on), then what it said.
+        said = f" (HTTP {status})" if status is not None else ""
+        said += f": {detail}" if detail else ""
+        super().__init__(f"Kinguin refused the order: {kind}{said}")
         self.kind = kind
 
 
@@ -73,7 +76,7 @@ async def place_once(
                 _products(lines), external_id, recover=recover_placed(kinguin, external_id)
             )
         except KinguinPermanentError as exc:
-            raise PurchaseRefused(exc.kind) from None
+            raise PurchaseRefused(exc.kind, exc.status, exc.detail) from None
         log.info("kinguin.order_placed", kinguin_order_id=placed.order_id)
         crash_point("after_place")
     async with res.pool.connection() as conn, conn.transaction():

@@ -12,6 +12,11 @@ WITH started AS (
 )
 UPDATE kinguin_orders SET polls = 0 WHERE order_id IN (SELECT id FROM started);
 
+-- name: payment_evidence
+-- What proves the order is paid ('payment <id>' or 'acceptance <id>'), NULL when nothing
+-- does: the rule of the orders trigger (migration 0012), asked again before buying.
+SELECT bitloot_payment_evidence(%(order_id)s);
+
 -- name: order_lines
 SELECT i.product_id, i.qty, i.max_cost, p.text_only, p.name
   FROM order_items i JOIN products p USING (product_id)
@@ -83,8 +88,10 @@ UPDATE kinguin_orders
 
 -- name: stuck_paid_orders
 -- Paid orders not fulfilled after a while and with no job queued or running for them
--- (the job was lost, failed for good without marking the order, or never enqueued).
-SELECT o.id
+-- (the job was lost, failed for good without marking the order, or never enqueued), with
+-- what proves each is paid (NULL: nothing does any more) and whether Kinguin was asked.
+SELECT o.id, bitloot_payment_evidence(o.id) AS evidence,
+       o.kinguin_placement_started_at IS NOT NULL AS bought
   FROM orders o
  WHERE o.status = 'paid'
    AND o.fulfillment_status IN ('pending', 'processing')

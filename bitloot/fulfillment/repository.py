@@ -197,10 +197,28 @@ async def advance_watermark(
     )
 
 
-async def stuck_paid_orders(conn: Conn, minutes: int, limit: int) -> list[uuid.UUID]:
+@dataclass(frozen=True)
+class StuckOrder:
+    """A paid order unfulfilled with no job, what proves it paid, and whether we bought."""
+
+    id: uuid.UUID
+    evidence: str | None
+    bought: bool
+
+
+async def stuck_paid_orders(conn: Conn, minutes: int, limit: int) -> list[StuckOrder]:
     """Paid orders unfulfilled for `minutes` with no job queued or running for them."""
-    cur = await conn.execute(Q["stuck_paid_orders"], {"minutes": minutes, "limit": limit})
-    return [row[0] for row in await cur.fetchall()]
+    async with conn.cursor(row_factory=class_row(StuckOrder)) as cur:
+        await cur.execute(Q["stuck_paid_orders"], {"minutes": minutes, "limit": limit})
+        return await cur.fetchall()
+
+
+async def payment_evidence(conn: Conn, order_id: uuid.UUID) -> str | None:
+    """What proves the order paid (`bitloot_payment_evidence`): 'payment <id>',
+    'acceptance <id>', or None when nothing does."""
+    cur = await conn.execute(Q["payment_evidence"], {"order_id": order_id})
+    row = await cur.fetchone()
+    return None if row is None else row[0]
 
 
 async def expire_keys(conn: Conn) -> int:

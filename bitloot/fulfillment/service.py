@@ -18,7 +18,7 @@ import psycopg
 import structlog
 
 from bitloot.chaos import crash_point
-from bitloot.db.connect import set_actor
+from bitloot.db.connect import set_actor, set_reason
 from bitloot.fulfillment import purchase, repository
 from bitloot.fulfillment.collect import store_keys
 from bitloot.kinguin.errors import KinguinPermanentError
@@ -32,6 +32,10 @@ Conn = psycopg.AsyncConnection[Any]
 FULFILL_TASK = "fulfill_order"
 MAX_POLL_DELAY = 300.0
 BATCH = 100
+NO_EVIDENCE = (
+    "no evidence of payment: no final payment covers the total and no admin accepted it "
+    "(bitloot_payment_evidence); nothing bought"
+)
 
 
 def fulfillment_lock(order_id: uuid.UUID | str) -> str:
@@ -68,8 +72,16 @@ async def run_fulfillment(res: Resources, order_id: uuid.UUID) -> None:
         if state.fulfillment_status not in ("pending", "processing"):
             log.info("fulfillment.skipped", fulfillment_status=state.fulfillment_status)
             return
-        await repository.start_processing(conn, order_id)
         recorded = await repository.kinguin_order_for(conn, order_id)
+        if recorded is None and await repository.payment_evidence(conn, order_id) is None:
+            # The orders trigger let it become paid only with evidence; a payment refunded
+            # since, or a stricter policy, may have taken it away. Nothing is bought without.
+            reason = NO_EVIDENCE
+            await set_reason(conn, reason)
+            await repository.mark_failed(conn, order_id, reason)
+            log.warning("fulfillment.failed", reason=reason)
+            return
+        await repository.start_processing(conn, order_id)
         lines = await repository.order_lines(conn, order_id)
         may_exist = state.kinguin_placement_started_at is not None
         if recorded is None:
@@ -128,10 +140,14 @@ async def _wait_for_keys(res: Resources, order_id: uuid.UUID, kinguin_order: Ord
         await repository.update_kinguin_status(conn, order_id, kinguin_order.status)
         polls = await repository.bump_polls(conn, order_id)
         if polls > settings.kinguin_max_polls:
-            await repository.mark_failed(
-                conn, order_id, f"keys not delivered after {polls - 1} polls of Kinguin"
+            reason = f"keys not delivered after {polls - 1} polls of Kinguin"
+            await set_reason(
+                conn,
+                f"{reason} order {kinguin_order.order_id} (limit BITLOOT_KINGUIN_MAX_POLLS="
+                f"{settings.kinguin_max_polls})",
             )
-            log.warning("fulfillment.failed", reason="poll limit")
+            await repository.mark_failed(conn, order_id, reason)
+            log.warning("fulfillment.failed", reason=reason)
             return
         delay = min(settings.kinguin_poll_interval * 2 ** (polls - 1), MAX_POLL_DELAY)
         try:
@@ -170,13 +186,24 @@ async def retry_failed(conn: Conn, order_id: uuid.UUID) -> tuple[bool, str | Non
 
 
 async def requeue_stuck_orders(conn: Conn, minutes: int) -> int:
-    """Queue `fulfill_order` again for paid orders stuck `minutes` with no job; how many."""
+    """Queue `fulfill_order` again for paid orders stuck `minutes` with no job; how many.
+
+    An order nothing proves paid any more (`bitloot_payment_evidence`) and not yet bought
+    from Kinguin is not queued: its fulfillment fails with that reason, for an admin."""
     stuck = await repository.stuck_paid_orders(conn, minutes, BATCH)
-    for order_id in stuck:
-        await defer_fulfillment(conn, order_id)
-    if stuck:
-        log.warning("reconcile.orders_requeued", count=len(stuck))
-    return len(stuck)
+    requeued = 0
+    for order in stuck:
+        if order.evidence is None and not order.bought:
+            async with conn.transaction():
+                await set_actor(conn, "reconciler", NO_EVIDENCE)
+                await repository.mark_failed(conn, order.id, NO_EVIDENCE)
+            log.warning("reconcile.no_payment_evidence", order_id=str(order.id))
+            continue
+        await defer_fulfillment(conn, order.id)
+        requeued += 1
+    if requeued:
+        log.warning("reconcile.orders_requeued", count=requeued)
+    return requeued
 
 
 async def expire_keys(res: Resources) -> int:

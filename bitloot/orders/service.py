@@ -162,7 +162,7 @@ async def create_order(
     answer and whether the order is new. `OrderRejected`, `IdempotencyKeyReused`,
     `InvoiceFailed`."""
     async with res.pool.connection() as conn, conn.transaction():
-        await set_actor(conn, f"user:{user_id}" if user_id else "guest")
+        await set_actor(conn, f"user:{user_id}" if user_id else "guest", "POST /orders")
         priced = await price_order(conn, body)
         order_id, created = await _insert_or_find(conn, priced, body, user_id, idempotency_key)
         stored = await get_order(conn, order_id, ADMIN)

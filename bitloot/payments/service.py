@@ -7,6 +7,9 @@ final payment (`finished`, or `confirmed`/`sending` with `BITLOOT_PAID_ON=confir
 the order and queues the fulfillment only when the report proves it: `price_currency` is the
 order's, `price_amount`, `actually_paid` and a positive `pay_amount` are all present, and
 what arrived, in the price currency, covers the total (within `BITLOOT_PAYMENT_TOLERANCE`).
+The database holds the same rule (`bitloot_payment_evidence`, migration 0012) and its
+orders trigger refuses `paid` without it (SQLSTATE BL003): this module decides which status
+a report leads to, the trigger is the guard that even psql cannot pass.
 A status alone proves nothing (docs/external-apis.md 2.7: a re-deposit or a wrong-asset
 deposit may be `finished` too). Less, or no proof, is `underpaid`; another currency
 `failed`; `failed`, `expired` and `refunded` reports end the order so. A final report for
@@ -20,14 +23,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Any
 
 import psycopg
 import structlog
 
 from bitloot.config import Settings
-from bitloot.db.connect import set_actor
+from bitloot.db.connect import set_actor, set_reason
 from bitloot.fulfillment.service import defer_fulfillment, requeue_stuck_orders
 from bitloot.inbox import service as inbox
 from bitloot.inbox.service import EventOutcome, Outcome
@@ -87,6 +90,19 @@ def paid_in_fiat(ipn: Ipn) -> Decimal | None:
     if price is None or sent is None or due is None or due <= 0:
         return None
     return price * min(Decimal(1), sent / due)
+
+
+def covers(ipn: Ipn, total: Decimal, tolerance: Decimal) -> bool:
+    """Whether what arrived pays `total` within `tolerance`: `paid_in_fiat(ipn) + tolerance
+    >= total`, multiplied out by `pay_amount` and computed exactly, as the database's
+    `bitloot_payment_evidence` computes it (migration 0012), so the two never disagree by a
+    rounding of the division."""
+    price, sent, due = ipn.price_amount, ipn.actually_paid, ipn.pay_amount
+    if price is None or sent is None or due is None or due <= 0:
+        return False
+    with localcontext() as exact:
+        exact.prec = 200  # more digits than numeric(40, 18) products can have
+        return price * min(due, sent) + tolerance * due >= total * due
 
 
 def _missing_evidence(ipn: Ipn) -> list[str]:
@@ -198,6 +214,10 @@ async def _apply(
         return EventOutcome(outcome, needs_attention=attention, order_id=order_id)
     if target == "confirming" and status == "confirming":
         return EventOutcome(Outcome.PAYMENT_IN_PROGRESS, order_id=order_id)
+    if reason is not None:
+        # order_events keeps the cause (the shortfall, the currency mismatch), not only
+        # which report arrived (the actor's reason, e.g. "IPN finished for 123").
+        await set_reason(conn, reason)
     moved = await orders.move_status(
         conn,
         order_id,
@@ -235,8 +255,7 @@ def _decide(
             # A final status without the amount behind it is no proof of payment.
             reason = f"payment {ipn.payment_id} {status} proves no amount ({', '.join(missing)})"
             return "underpaid", reason, True
-        paid = paid_in_fiat(ipn)
-        if paid is None or paid + policy.tolerance < total:
+        if not covers(ipn, total, policy.tolerance):
             return "underpaid", _shortfall(ipn, total, currency), True
         return "paid", f"payment {ipn.payment_id} {status}", False
     if status in IN_PROGRESS:
@@ -277,9 +296,10 @@ async def reconcile(res: Resources) -> dict[str, int]:
     orders, and re-read unfinished payments from NOWPayments (applied like IPNs)."""
     minutes = res.settings.reconcile_after_minutes
     async with res.pool.connection() as conn, conn.transaction():
+        await set_actor(conn, "reconciler")
+        requeued = await requeue_stuck_orders(conn, minutes)
         # The reason the order_events trigger records for the orders this pass expires.
         await set_actor(conn, "reconciler", "no payment arrived in time")
-        requeued = await requeue_stuck_orders(conn, minutes)
         expired = await orders.expire_abandoned(conn)
     rechecked = await recheck_payments(res, minutes) if res.nowpayments is not None else 0
     return {"requeued": requeued, "expired": expired, "payments_rechecked": rechecked}

@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 import psycopg
+from harness import ACCEPTED_PAYMENT
 
 from bitloot.auth.order_tokens import mint_order_token
 from bitloot.auth.tokens import mint_user_token
@@ -73,8 +74,9 @@ async def insert_order(conn: Conn, *, email: str = "ada@example.com") -> uuid.UU
 
 async def paid_order(conn: Conn, *, email: str = "ada@example.com") -> uuid.UUID:
     order_id = await insert_order(conn, email=email)
-    for status in ("waiting", "paid"):
-        await conn.execute("UPDATE orders SET status = %s WHERE id = %s", (status, order_id))
+    await conn.execute("UPDATE orders SET status = 'waiting' WHERE id = %s", (order_id,))
+    await conn.execute(ACCEPTED_PAYMENT, (order_id,))
+    await conn.execute("UPDATE orders SET status = 'paid' WHERE id = %s", (order_id,))
     return order_id
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from harness import COVERING_PAYMENT
 
 Orders = dict[str, uuid.UUID]
 
@@ -36,6 +37,7 @@ def _order(conn: psycopg.Connection[Any], currency: str = "eur", total: str = "2
 
 def _paid(conn: psycopg.Connection[Any], paid_at: str, **order: str) -> uuid.UUID:
     order_id = _order(conn, **order)
+    conn.execute(COVERING_PAYMENT, (order_id,))
     conn.execute(
         "UPDATE orders SET status = 'paid', paid_at = " + paid_at + " WHERE id = %s", (order_id,)
     )

@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 import psycopg
 import pytest
+from harness import COVERING_PAYMENT
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -120,6 +121,7 @@ def seed(db_url: str) -> uuid.UUID:
             (order_id,),
         )
         conn.execute("UPDATE orders SET status = 'waiting' WHERE id = %s", (order_id,))
+        conn.execute(COVERING_PAYMENT, (order_id,))
         conn.execute("UPDATE orders SET status = 'paid' WHERE id = %s", (order_id,))
         conn.execute(
             "INSERT INTO key_delivery_logs (order_id, key_id, object_key, content_type,"

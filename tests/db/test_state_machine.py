@@ -8,6 +8,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from harness import COVERING_PAYMENT
 
 ORDER_STATUSES = [
     "created", "waiting", "confirming", "paid", "fulfilled",
@@ -71,6 +72,8 @@ async def _set_status(conn: Conn, order_id: uuid.UUID, status: str) -> None:
             (order_id,),
         )
     else:
+        if status == "paid":
+            await conn.execute(COVERING_PAYMENT, (order_id,))
         await conn.execute("UPDATE orders SET status = %s WHERE id = %s", (status, order_id))
 
 
@@ -180,7 +183,7 @@ async def test_order_cannot_be_fulfilled_without_its_fulfillment(conn: Conn) -> 
 async def test_unchanged_status_writes_no_event(conn: Conn) -> None:
     order_id = await _order_at(conn, "waiting")
     before = await _events(conn, order_id)
-    await conn.execute("UPDATE orders SET email = 'b@example.com' WHERE id = %s", (order_id,))
+    await conn.execute("UPDATE orders SET status_reason = 'noted' WHERE id = %s", (order_id,))
     assert await _events(conn, order_id) == before
 
 

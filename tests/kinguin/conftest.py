@@ -13,6 +13,7 @@ import aiohttp
 import psycopg
 import pytest
 import waiting
+from harness import COVERING_PAYMENT
 from psycopg_pool import AsyncConnectionPool
 
 from bitloot.auth.tokens import TokenVerifier
@@ -151,6 +152,7 @@ def paid_order(conn: Conn) -> PaidOrder:
             (order_id, product_id, qty, max_cost),
         )
         await conn.execute("UPDATE orders SET status = 'waiting' WHERE id = %s", (order_id,))
+        await conn.execute(COVERING_PAYMENT, (order_id,))
         await conn.execute("UPDATE orders SET status = 'paid' WHERE id = %s", (order_id,))
         return order_id
 

@@ -281,6 +281,20 @@ async def test_too_many_polls_fail_with_a_reason_and_a_retry_polls_again(
     status, fulfillment, error = await state(conn, order_id)
     assert (status, fulfillment) == ("paid", "failed")
     assert error == "keys not delivered after 2 polls of Kinguin"
+    # The event says the cause too: the poll limit, the Kinguin order and the setting.
+    rec = await recorded(conn, order_id)
+    assert rec is not None
+    cur = await conn.execute(
+        "SELECT actor, reason FROM order_events WHERE order_id = %s AND to_status = 'failed'",
+        (order_id,),
+    )
+    assert await cur.fetchall() == [
+        (
+            "worker",
+            f"keys not delivered after 2 polls of Kinguin order {rec[0]}"
+            " (limit BITLOOT_KINGUIN_MAX_POLLS=2)",
+        )
+    ]
     await run_fulfillment(runtime, order_id)  # failed stays failed until a human says
     assert (await state(conn, order_id))[1] == "failed"
 

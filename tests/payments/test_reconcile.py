@@ -14,11 +14,11 @@ from typing import Any
 import aiohttp
 import psycopg
 import pytest
-from harness import Served
+from harness import COVERING_PAYMENT, Served
 from ipn_support import PRICE, order_trail, scalar
 
 from bitloot.config import Settings
-from bitloot.fulfillment.service import defer_fulfillment, fulfillment_lock
+from bitloot.fulfillment.service import NO_EVIDENCE, defer_fulfillment, fulfillment_lock
 from bitloot.nowpayments.models import Ipn, PaymentStatus
 from bitloot.nowpayments.signature import parse_ipn_json
 from bitloot.payments import service as payments_service
@@ -63,6 +63,8 @@ async def new_order(conn: Conn, status: str, total: Decimal = PRICE) -> uuid.UUI
     assert row is not None
     order_id: uuid.UUID = row[0]
     for step in PATHS[status]:
+        if step == "paid":
+            await conn.execute(COVERING_PAYMENT, (order_id,))
         await conn.execute("UPDATE orders SET status = %s WHERE id = %s", (step, order_id))
     return order_id
 
@@ -129,6 +131,32 @@ async def test_a_stuck_paid_order_is_requeued_exactly_once(res: Resources, conn:
     # Requeueing is no status change: the orders are as they were.
     for order_id in (stuck, young, queued, running, failed_job):
         assert await order_trail(conn, order_id) == ["created", "waiting", "paid"]
+
+
+async def test_a_stuck_order_nothing_proves_paid_is_failed_not_requeued(
+    res: Resources, conn: Conn
+) -> None:
+    """The reconciler asks bitloot_payment_evidence too: a paid order whose payment was
+    refunded since is not sent to Kinguin again; its fulfillment fails, saying why."""
+    minutes = res.settings.reconcile_after_minutes
+    order_id = await new_order(conn, "paid")
+    await conn.execute(
+        "UPDATE orders SET paid_at = now() - make_interval(mins => %s) WHERE id = %s",
+        (minutes + 1, order_id),
+    )
+    await conn.execute("UPDATE payments SET status = 'refunded' WHERE order_id = %s", (order_id,))
+
+    assert (await reconcile(res))["requeued"] == 0
+    assert await jobs_of(conn, order_id) == []
+    cur = await conn.execute(
+        "SELECT fulfillment_status, fulfillment_error FROM orders WHERE id = %s", (order_id,)
+    )
+    assert await cur.fetchone() == ("failed", NO_EVIDENCE)
+    cur = await conn.execute(
+        "SELECT actor, reason FROM order_events WHERE order_id = %s AND machine = 'fulfillment'",
+        (order_id,),
+    )
+    assert await cur.fetchall() == [("reconciler", NO_EVIDENCE)]
 
 
 async def test_fulfilled_or_failed_orders_are_never_requeued(res: Resources, conn: Conn) -> None:
@@ -258,7 +286,7 @@ async def test_a_payment_finished_at_nowpayments_pays_the_order(
         "SELECT actor, reason FROM order_events WHERE order_id = %s AND to_status = 'paid'",
         (order_id,),
     )
-    assert await actors.fetchall() == [("reconciler", "NOWPayments says finished")]
+    assert await actors.fetchall() == [("reconciler", f"payment {payment_id} finished")]
 
     # The IPNs that were lost arrive after all: the `finished` one is the report already
     # applied (a duplicate), the earlier ones are behind the payment; nothing moves.
