@@ -102,7 +102,8 @@ DECLARE
     -- Append-only logs: INSERT (the order_events trigger runs as the application), never
     -- UPDATE or DELETE; their triggers refuse those too (BL002).
     app_append_only text[] := ARRAY[
-        'order_events', 'key_access_events', 'admin_audit_log', 'payment_acceptances'];
+        'order_events', 'key_access_events', 'admin_audit_log', 'payment_acceptances',
+        'kinguin_calls'];
     -- The only tables of ours the application deletes from (expired GCRA buckets).
     app_may_delete text[] := ARRAY['rate_limit_buckets'];
     -- Tables the auditor may not read at all.
@@ -1562,6 +1563,52 @@ COMMENT ON COLUMN public.key_access_log.user_agent IS 'The User-Agent header as 
 
 COMMENT ON COLUMN public.key_access_log.admin_override IS 'True when an admin opened a customer''s key (actor_kind = admin).';
 
+CREATE TABLE public.kinguin_calls (
+    id bigint NOT NULL,
+    order_id uuid NOT NULL,
+    endpoint text NOT NULL,
+    attempt integer NOT NULL,
+    outcome text NOT NULL,
+    http_status integer,
+    error_code text,
+    latency_ms numeric(12,3) NOT NULL,
+    at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT kinguin_calls_attempt_check CHECK ((attempt >= 1)),
+    CONSTRAINT kinguin_calls_endpoint_check CHECK ((endpoint = ANY (ARRAY['place_order'::text, 'get_order'::text, 'find_order'::text, 'get_keys'::text, 'get_product'::text, 'get_balance'::text]))),
+    CONSTRAINT kinguin_calls_http_status_check CHECK (((http_status >= 100) AND (http_status <= 599))),
+    CONSTRAINT kinguin_calls_latency_ms_check CHECK ((latency_ms >= (0)::numeric)),
+    CONSTRAINT kinguin_calls_outcome_check CHECK ((outcome <> ''::text))
+);
+
+COMMENT ON TABLE public.kinguin_calls IS 'Append-only log of every HTTP attempt made to Kinguin for an order (one row per attempt, retries included), written in one batch at the end of each fulfillment pass. A worker crash loses at most the calls of the pass that was running.';
+
+COMMENT ON COLUMN public.kinguin_calls.id IS 'Row id; increases in the order the calls were made within a pass.';
+
+COMMENT ON COLUMN public.kinguin_calls.order_id IS 'The order the call was made for.';
+
+COMMENT ON COLUMN public.kinguin_calls.endpoint IS 'Which Kinguin call: place_order, get_order, find_order (search by orderExternalId), get_keys (one row per page), get_product or get_balance.';
+
+COMMENT ON COLUMN public.kinguin_calls.attempt IS 'The attempt number of this HTTP request within one client call (1 = first try; higher = a retry after a timeout, connection error, 429 or 5xx).';
+
+COMMENT ON COLUMN public.kinguin_calls.outcome IS 'ok, timeout, connection_error, rate_limited, server_error, or for a refusal Kinguin''s error kind (e.g. ProductUnavailable, InsufficientBalance, OrderNotFound).';
+
+COMMENT ON COLUMN public.kinguin_calls.http_status IS 'The HTTP status Kinguin answered; NULL when no response arrived (timeout, connection).';
+
+COMMENT ON COLUMN public.kinguin_calls.error_code IS 'Kinguin''s error kind (or ours: Timeout, Connection, InvalidResponse) when the attempt failed; NULL when it succeeded.';
+
+COMMENT ON COLUMN public.kinguin_calls.latency_ms IS 'How long the attempt took, in milliseconds.';
+
+COMMENT ON COLUMN public.kinguin_calls.at IS 'When the row was written (the end of the pass; the calls of one pass share it).';
+
+ALTER TABLE public.kinguin_calls ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.kinguin_calls_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
 CREATE TABLE public.payments (
     payment_id text NOT NULL,
     order_id uuid NOT NULL,
@@ -2125,6 +2172,9 @@ ALTER TABLE ONLY public.key_delivery_logs
 ALTER TABLE ONLY public.key_delivery_logs
     ADD CONSTRAINT key_delivery_logs_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY public.kinguin_calls
+    ADD CONSTRAINT kinguin_calls_pkey PRIMARY KEY (id);
+
 ALTER TABLE ONLY public.kinguin_orders
     ADD CONSTRAINT kinguin_orders_kinguin_order_id_key UNIQUE (kinguin_order_id);
 
@@ -2212,6 +2262,8 @@ CREATE INDEX key_delivery_logs_expiry_idx ON public.key_delivery_logs USING btre
 
 CREATE INDEX key_delivery_logs_master_key_idx ON public.key_delivery_logs USING btree (master_key_id);
 
+CREATE INDEX kinguin_calls_order_idx ON public.kinguin_calls USING btree (order_id, id);
+
 CREATE INDEX order_access_tokens_order_idx ON public.order_access_tokens USING btree (order_id);
 
 CREATE INDEX order_events_order_idx ON public.order_events USING btree (order_id, id);
@@ -2277,6 +2329,10 @@ CREATE TRIGGER key_delivery_logs_no_delete BEFORE DELETE ON public.key_delivery_
 CREATE TRIGGER key_delivery_logs_no_truncate BEFORE TRUNCATE ON public.key_delivery_logs FOR EACH STATEMENT EXECUTE FUNCTION public.bitloot_reject_change();
 
 CREATE TRIGGER key_delivery_logs_touch BEFORE UPDATE ON public.key_delivery_logs FOR EACH ROW EXECUTE FUNCTION public.bitloot_touch_updated_at();
+
+CREATE TRIGGER kinguin_calls_append_only BEFORE DELETE OR UPDATE ON public.kinguin_calls FOR EACH ROW EXECUTE FUNCTION public.bitloot_reject_change();
+
+CREATE TRIGGER kinguin_calls_no_truncate BEFORE TRUNCATE ON public.kinguin_calls FOR EACH STATEMENT EXECUTE FUNCTION public.bitloot_reject_change();
 
 CREATE TRIGGER kinguin_orders_guard BEFORE UPDATE ON public.kinguin_orders FOR EACH ROW EXECUTE FUNCTION public.bitloot_kinguin_orders_guard();
 
@@ -2349,6 +2405,9 @@ ALTER TABLE ONLY public.key_access_events
 
 ALTER TABLE ONLY public.key_delivery_logs
     ADD CONSTRAINT key_delivery_logs_order_id_fkey FOREIGN KEY (order_id) REFERENCES public.orders(id);
+
+ALTER TABLE ONLY public.kinguin_calls
+    ADD CONSTRAINT kinguin_calls_order_id_fkey FOREIGN KEY (order_id) REFERENCES public.orders(id);
 
 ALTER TABLE ONLY public.kinguin_orders
     ADD CONSTRAINT kinguin_orders_order_id_fkey FOREIGN KEY (order_id) REFERENCES public.orders(id);

@@ -239,6 +239,21 @@ class WebhookEventOut(BaseModel):
     needsAttention: bool
 
 
+class KinguinCallOut(BaseModel):
+    """One HTTP attempt to Kinguin for this order (`kinguin_calls`): a retry is its own
+    row with the next `attempt`; `outcome` is `ok`, `timeout`, `connection_error`,
+    `rate_limited`, `server_error` or Kinguin's error kind."""
+
+    id: int
+    endpoint: str
+    attempt: int
+    outcome: str
+    httpStatus: int | None
+    errorCode: str | None
+    latencyMs: str
+    at: datetime
+
+
 class AdminActionOut(BaseModel):
     """One audited admin action on this order."""
 
@@ -264,6 +279,7 @@ class FulfillmentTimelineOut(BaseModel):
     accessEvents: list[KeyAccessOut]
     emails: list[EmailOut]
     webhookEvents: list[WebhookEventOut]
+    kinguinCalls: list[KinguinCallOut]
     adminActions: list[AdminActionOut]
 
 

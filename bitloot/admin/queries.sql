@@ -124,6 +124,13 @@ SELECT id, provider, event_type, external_id, received_at, processed_at, outcome
  WHERE order_id = %(order_id)s
  ORDER BY id;
 
+-- name: timeline_kinguin_calls
+SELECT id, endpoint, attempt, outcome, http_status, error_code,
+       trim_scale(latency_ms)::text AS latency_ms, at
+  FROM kinguin_calls
+ WHERE order_id = %(order_id)s
+ ORDER BY id;
+
 -- name: timeline_admin_actions
 SELECT id, admin_id, action, reason, details, at
   FROM admin_audit_log

@@ -21,6 +21,7 @@ from bitloot.admin.models import (
     FulfillmentTimelineOut,
     IpnOut,
     KeyAccessOut,
+    KinguinCallOut,
     KinguinOrderOut,
     OrderEventOut,
     PaymentDetailOut,
@@ -131,6 +132,10 @@ async def fulfillment_timeline(conn: Conn, order_id: uuid.UUID) -> FulfillmentTi
             webhookEvents=[
                 WebhookEventOut.model_validate(r)
                 for r in await _fetch(cur, "timeline_webhook_events", order_id)
+            ],
+            kinguinCalls=[
+                KinguinCallOut.model_validate(r)
+                for r in await _fetch(cur, "timeline_kinguin_calls", order_id)
             ],
             adminActions=[
                 AdminActionOut.model_validate(r)

@@ -51,6 +51,12 @@ VALUES (%(order_id)s, %(key_id)s, %(product_id)s, %(object_key)s, %(content_type
         %(wrapped_data_key)s, %(master_key_id)s, now() + make_interval(days => %(retention_days)s))
 ON CONFLICT (order_id, key_id) DO NOTHING;
 
+-- name: insert_kinguin_call
+INSERT INTO kinguin_calls (order_id, endpoint, attempt, outcome, http_status, error_code,
+                           latency_ms)
+VALUES (%(order_id)s, %(endpoint)s, %(attempt)s, %(outcome)s, %(http_status)s,
+        %(error_code)s, %(latency_ms)s);
+
 -- name: mark_fulfilled
 UPDATE orders SET status = 'fulfilled', fulfillment_status = 'fulfilled'
  WHERE id = %(order_id)s AND status = 'paid' AND fulfillment_status = 'processing'

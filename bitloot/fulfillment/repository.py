@@ -160,6 +160,40 @@ async def record_keys_and_fulfill(
 
 
 @dataclass(frozen=True)
+class KinguinCallRow:
+    """One HTTP attempt to Kinguin made for an order (a `kinguin_calls` row)."""
+
+    endpoint: str
+    attempt: int
+    outcome: str
+    http_status: int | None
+    error_code: str | None
+    latency_ms: Decimal
+
+
+async def insert_kinguin_calls(
+    conn: Conn, order_id: uuid.UUID, calls: list[KinguinCallRow]
+) -> None:
+    """Append the calls of one pass, in the order they were made."""
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            Q["insert_kinguin_call"],
+            [
+                {
+                    "order_id": order_id,
+                    "endpoint": c.endpoint,
+                    "attempt": c.attempt,
+                    "outcome": c.outcome,
+                    "http_status": c.http_status,
+                    "error_code": c.error_code,
+                    "latency_ms": c.latency_ms,
+                }
+                for c in calls
+            ],
+        )
+
+
+@dataclass(frozen=True)
 class EventOrder:
     """The order a Kinguin event is about, read under its row lock."""
 

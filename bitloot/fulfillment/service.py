@@ -19,7 +19,7 @@ import structlog
 
 from bitloot.chaos import crash_point
 from bitloot.db.connect import set_actor, set_reason
-from bitloot.fulfillment import purchase, repository
+from bitloot.fulfillment import calls, purchase, repository
 from bitloot.fulfillment.collect import store_keys
 from bitloot.kinguin.errors import KinguinPermanentError
 from bitloot.kinguin.models import Order
@@ -62,7 +62,15 @@ async def defer_fulfillment(
 
 
 async def run_fulfillment(res: Resources, order_id: uuid.UUID) -> None:
-    """One pass of the pipeline; returns when the order is done, failed or waiting."""
+    """One pass of the pipeline; returns when the order is done, failed or waiting.
+
+    Every Kinguin call of the pass becomes a `kinguin_calls` row when it ends, however it
+    ends (`calls.recording`; a process crash loses at most this pass's calls)."""
+    async with calls.recording(res, order_id):
+        await _run_pass(res, order_id)
+
+
+async def _run_pass(res: Resources, order_id: uuid.UUID) -> None:
     async with res.pool.connection() as conn, conn.transaction():
         await set_actor(conn, "worker")
         state = await repository.lock_order(conn, order_id)

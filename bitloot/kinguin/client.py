@@ -17,9 +17,11 @@ rule of how that order is found, and why it keeps a purchase exactly-once, lives
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -60,7 +62,46 @@ log = structlog.get_logger(__name__)
 
 OnCall = Callable[[str, float, str], None]
 """Latency hook: `(endpoint, seconds, outcome)` once per HTTP attempt; outcome `ok` or an
-error's `outcome` label (`timeout`, `connection_error`, `rate_limited`, ...)."""
+error's `outcome` label (`timeout`, `connection_error`, `rate_limited`, ...). The same
+attempt with its details (`KinguinCall`) goes to the observers of `observe_calls`."""
+
+
+@dataclass(frozen=True)
+class KinguinCall:
+    """One HTTP attempt, as the client's hooks report it.
+
+    `outcome` is the metrics label (`ok`, `timeout`, `connection_error`, `rate_limited`,
+    `server_error`, `rejected`); `error_code` the failed attempt's kind (Kinguin's error
+    code, or `Timeout`, `Connection`, `InvalidResponse`, `HTTP503`...); `attempt` is 1 for
+    the first try of a client call and counts its retries.
+    """
+
+    endpoint: str
+    seconds: float
+    outcome: str
+    attempt: int
+    http_status: int | None = None
+    error_code: str | None = None
+
+
+CallObserver = Callable[[KinguinCall], None]
+_observers: contextvars.ContextVar[tuple[CallObserver, ...]] = contextvars.ContextVar(
+    "kinguin_call_observers", default=()
+)
+
+
+@contextlib.contextmanager
+def observe_calls(observer: CallObserver) -> Iterator[None]:
+    """Within this block, and in the current asyncio task only (a context variable, so
+    one client shared by concurrent jobs keeps their calls apart), every HTTP attempt of
+    any `KinguinClient` is also reported to `observer`. Its failures are logged, never
+    raised."""
+    token = _observers.set((*_observers.get(), observer))
+    try:
+        yield
+    finally:
+        _observers.reset(token)
+
 
 RecoverHook = Callable[[KinguinError], Awaitable[Order | None]]
 """Called by `place_order` after an ambiguous failure or a duplicate-like refusal, before
@@ -147,8 +188,8 @@ class KinguinClient(SessionClient):
             raise ConstraintViolationError("ConstraintViolation", None, _summarise(exc)) from None
         call = _Call("place_order", "POST", "/v2/order", body=dump_json(request.to_wire()))
 
-        async def attempt() -> Order:
-            order = _parse(Order, await self._send(call))
+        async def attempt(number: int) -> Order:
+            order = _parse(Order, await self._send(call, number))
             log.info(
                 "kinguin.order_placed",
                 order_id=order.order_id,
@@ -228,15 +269,22 @@ class KinguinClient(SessionClient):
 
     async def _call(self, call: _Call) -> Any:
         """Send with retries on retryable errors; return the parsed JSON body."""
-        return await self._with_retries(call.endpoint, lambda: self._send(call))
+        return await self._with_retries(call.endpoint, lambda number: self._send(call, number))
 
     async def _with_retries(
         self,
         endpoint: str,
-        attempt: Callable[[], Awaitable[T]],
+        attempt: Callable[[int], Awaitable[T]],
         *,
         rescue: Rescue[T] | None = None,
     ) -> T:
+        tries = 0
+
+        async def numbered() -> T:
+            nonlocal tries
+            tries += 1
+            return await attempt(tries)
+
         def before_retry(exc: KinguinRetryableError, failed: int, delay: float) -> None:
             log.warning(
                 "kinguin.request_retry",
@@ -257,16 +305,18 @@ class KinguinClient(SessionClient):
             )
 
         return await self._retry.call(
-            attempt, before_retry=before_retry, gave_up=gave_up, rescue=rescue
+            numbered, before_retry=before_retry, gave_up=gave_up, rescue=rescue
         )
 
-    async def _send(self, call: _Call) -> Any:
+    async def _send(self, call: _Call, attempt: int = 1) -> Any:
         """One HTTP attempt: the parsed 2xx body, or a classified KinguinError."""
         headers = {"X-Api-Key": self._api_key, "Accept": "application/json"}
         if call.body is not None:
             headers["Content-Type"] = "application/json"
         started = time.monotonic()
         outcome = "ok"
+        status: int | None = None
+        error_code: str | None = None
         try:
             status, raw, retry_after = await self._exchange(call, headers)
             if 200 <= status < 300:
@@ -279,9 +329,20 @@ class KinguinClient(SessionClient):
             raise self._error_from_response(status, raw, retry_after, call.not_found)
         except KinguinError as exc:
             outcome = exc.outcome
+            status = exc.status if exc.status is not None else status
+            error_code = exc.kind
             raise
         finally:
-            self._report(call.endpoint, time.monotonic() - started, outcome)
+            self._report(
+                KinguinCall(
+                    call.endpoint,
+                    time.monotonic() - started,
+                    outcome,
+                    attempt,
+                    http_status=status,
+                    error_code=error_code,
+                )
+            )
 
     async def _exchange(
         self, call: _Call, headers: dict[str, str]
@@ -339,14 +400,18 @@ class KinguinClient(SessionClient):
 
     # --- reporting --------------------------------------------------------------------
 
-    def _report(self, endpoint: str, seconds: float, outcome: str) -> None:
-        if self._on_call is None:
-            return
-        try:
-            self._on_call(endpoint, seconds, outcome)
-        except Exception:
-            # Metrics must never break a purchase.
-            log.exception("kinguin.on_call_hook_failed", endpoint=endpoint)
+    def _report(self, call: KinguinCall) -> None:
+        # Metrics and audit records must never break a purchase: failures are only logged.
+        if self._on_call is not None:
+            try:
+                self._on_call(call.endpoint, call.seconds, call.outcome)
+            except Exception:
+                log.exception("kinguin.on_call_hook_failed", endpoint=call.endpoint)
+        for observer in _observers.get():
+            try:
+                observer(call)
+            except Exception:
+                log.exception("kinguin.call_observer_failed", endpoint=call.endpoint)
 
 
 def _may_have_reached_kinguin(exc: KinguinRetryableError) -> bool:

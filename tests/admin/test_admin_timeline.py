@@ -47,6 +47,12 @@ async def _story(conn: Conn, order_id: uuid.UUID, wrapped: bytes, object_key: st
         (order_id,),
     )
     await conn.execute(
+        "INSERT INTO kinguin_calls (order_id, endpoint, attempt, outcome, http_status,"
+        " error_code, latency_ms) VALUES (%s, 'place_order', 1, 'server_error', 503,"
+        " 'HTTP503', 12.5), (%s, 'place_order', 2, 'ok', NULL, NULL, 8.25)",
+        (order_id, order_id),
+    )
+    await conn.execute(
         "INSERT INTO key_delivery_logs (order_id, key_id, product_id, object_key, content_type,"
         " wrapped_data_key, master_key_id, status, expires_at, last_accessed_at)"
         " VALUES (%s, 'key-1', 'prod-1', %s, 'text/plain', %s, 'k1', 'accessed',"
@@ -114,6 +120,13 @@ async def test_timeline_tells_the_whole_story_without_key_material(
     assert [(m["generation"], m["status"]) for m in timeline["emails"]] == [(1, "sent")]
     assert [w["provider"] for w in timeline["webhookEvents"]] == ["nowpayments", "kinguin"]
     assert [a["action"] for a in timeline["adminActions"]] == ["delivery_email.resend"]
+    assert [
+        (c["endpoint"], c["attempt"], c["outcome"], c["httpStatus"], c["errorCode"], c["latencyMs"])
+        for c in timeline["kinguinCalls"]
+    ] == [
+        ("place_order", 1, "server_error", 503, "HTTP503", "12.5"),
+        ("place_order", 2, "ok", None, None, "8.25"),
+    ]
 
     forbidden = {
         SERIAL,

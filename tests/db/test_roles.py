@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 from stack import Stack
 
 INSUFFICIENT_PRIVILEGE = "42501"
-APPEND_ONLY = ["order_events", "key_access_events", "admin_audit_log"]
+APPEND_ONLY = ["order_events", "key_access_events", "admin_audit_log", "kinguin_calls"]
 # What the auditor may not read: key material, what may carry it, what opens an order.
 AUDITOR_HIDDEN = {
     "key_delivery_logs.wrapped_data_key",
