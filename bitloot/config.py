@@ -12,7 +12,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "BITLOOT_"
@@ -87,6 +94,9 @@ class Settings(BaseSettings):
     metrics_port: int = Field(default=9108, ge=0, le=65535)
     # Each worker's own metrics (jobs, Kinguin latency, time to key) on 127.0.0.1; 0: off.
     worker_metrics_port: int = Field(default=9109, ge=0, le=65535)
+    # Added to worker_metrics_port (systemd: `bitloot-worker@N` sets N), so every instance
+    # on a host has its own port; systemd cannot add, the worker does.
+    worker_instance: int = Field(default=0, ge=0, le=1000)
     max_body_bytes: int = Field(default=64 * 1024, gt=0)
 
     # Rate limits, in requests per minute (bursts up to the same number); 0 turns one off.
@@ -106,6 +116,19 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
+
+    @field_validator("worker_instance")
+    @classmethod
+    def _port_in_range(cls, value: int, info: ValidationInfo) -> int:
+        base = info.data.get("worker_metrics_port")
+        if base and base + value > 65535:
+            raise ValueError("BITLOOT_WORKER_METRICS_PORT plus the instance exceeds port 65535")
+        return value
+
+    @property
+    def effective_worker_metrics_port(self) -> int:
+        """This worker's metrics port: the base plus the instance number (0: off)."""
+        return self.worker_metrics_port + self.worker_instance if self.worker_metrics_port else 0
 
     @field_validator("data_dir")
     @classmethod

@@ -9,7 +9,14 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from bitloot.db.migrate import pending_migrations
-from bitloot.metrics import QUEUE_DEPTH, exposition
+from bitloot.metrics import (
+    FAILED_JOBS,
+    NEEDS_ATTENTION,
+    QUEUE_DEPTH,
+    STUCK_ORDERS,
+    exposition,
+)
+from bitloot.queue import EMAIL_QUEUE, FULFILLMENT_QUEUE, MAINTENANCE_QUEUE
 from bitloot.resources import Resources
 from bitloot.web.context import RESOURCES, resources
 from bitloot.web.contract import Ok, operation
@@ -76,9 +83,11 @@ async def readyz(request: web.Request) -> web.Response:
     ok=Ok(200, "Prometheus text exposition.", media_type="text/plain", schema={"type": "string"}),
 )
 async def metrics(request: web.Request) -> web.Response:
-    """Prometheus text exposition of this process's metrics, with the queue depth."""
+    """Prometheus text exposition of this process's metrics, with the queue depth and the
+    audit views' counts (failed jobs, stuck orders, what needs attention)."""
     if RESOURCES in request.app:
         await _refresh_queue_depth(request.app[RESOURCES])
+        await _refresh_attention(request.app[RESOURCES])
     body, content_type = exposition()
     return web.Response(body=body, headers={"Content-Type": content_type})
 
@@ -96,3 +105,52 @@ async def _refresh_queue_depth(ctx: Resources) -> None:
     QUEUE_DEPTH.clear()
     for queue, status, count in rows:
         QUEUE_DEPTH.labels(queue=queue, status=status).set(count)
+
+
+# One statement, three views: `kind` is 'failed_job' (label: the queue), 'stuck' or
+# 'attention' (label: the needs_attention kind). Counted on the database, a few rows back.
+ATTENTION_COUNTS = """
+SELECT 'failed_job', queue_name, count(*) FROM failed_jobs GROUP BY queue_name
+UNION ALL SELECT 'stuck', '', count(*) FROM stuck_orders
+UNION ALL SELECT 'attention', kind, count(*) FROM needs_attention GROUP BY kind
+"""
+# Always exported (as 0 when empty), so an alert on `> 0` sees a zero, not nothing.
+ATTENTION_KINDS = ("order", "payment", "webhook", "email")
+JOB_QUEUES = (FULFILLMENT_QUEUE, EMAIL_QUEUE, MAINTENANCE_QUEUE)
+
+
+async def _refresh_attention(ctx: Resources) -> None:
+    """Set the failed-job, stuck-order and needs-attention gauges from the audit views.
+
+    A database that does not answer within READY_TIMEOUT leaves the labelled series out of
+    this scrape and `bitloot_stuck_orders` NaN (unknown, not zero), instead of failing it.
+    """
+    try:
+        async with (
+            asyncio.timeout(READY_TIMEOUT),
+            ctx.pool.connection() as conn,
+            conn.transaction(),
+        ):
+            # The server stops the statement too, so a slow view frees its connection.
+            await conn.execute("SET LOCAL statement_timeout = '3s'")  # READY_TIMEOUT
+            cur = await conn.execute(ATTENTION_COUNTS)
+            rows = await cur.fetchall()
+    except Exception:  # metrics must answer even when the database does not
+        FAILED_JOBS.clear()
+        NEEDS_ATTENTION.clear()
+        STUCK_ORDERS.set(float("nan"))
+        return
+    FAILED_JOBS.clear()
+    NEEDS_ATTENTION.clear()
+    STUCK_ORDERS.set(0)
+    for queue in JOB_QUEUES:
+        FAILED_JOBS.labels(queue=queue).set(0)
+    for kind in ATTENTION_KINDS:
+        NEEDS_ATTENTION.labels(kind=kind).set(0)
+    for what, label, count in rows:
+        if what == "failed_job":
+            FAILED_JOBS.labels(queue=label).set(count)
+        elif what == "stuck":
+            STUCK_ORDERS.set(count)
+        else:
+            NEEDS_ATTENTION.labels(kind=label).set(count)

@@ -64,6 +64,25 @@ QUEUE_DEPTH = Gauge(
     ["queue", "status"],
     registry=REGISTRY,
 )
+# Read from the audit views (migration 0010) when /metrics is scraped; absent until the
+# first scrape that reached the database, stale values are dropped when one does not.
+FAILED_JOBS = Gauge(
+    "bitloot_failed_jobs",
+    "Jobs that failed for good (the failed_jobs view), by queue, read when /metrics is scraped.",
+    ["queue"],
+    registry=REGISTRY,
+)
+STUCK_ORDERS = Gauge(
+    "bitloot_stuck_orders",
+    "Orders paid more than 5 minutes ago and not fulfilled (the stuck_orders view).",
+    registry=REGISTRY,
+)
+NEEDS_ATTENTION = Gauge(
+    "bitloot_needs_attention",
+    "Rows of the needs_attention view by kind (order, payment, webhook, email).",
+    ["kind"],
+    registry=REGISTRY,
+)
 JOB_OUTCOMES = Counter(
     "bitloot_jobs_total",
     "Jobs run by this worker, by task and outcome (succeeded, retried, failed).",

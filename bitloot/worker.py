@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import signal
+import sys
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any
@@ -22,7 +23,7 @@ from bitloot.logs import configure_logging
 from bitloot.metrics import JOB_OUTCOMES, KINGUIN_CALL_DURATION, REGISTRY
 from bitloot.queue import EMAIL_QUEUE, FULFILLMENT_QUEUE, MAINTENANCE_QUEUE, queue_app
 from bitloot.queue_maintenance import STALLED_AFTER_SECONDS
-from bitloot.resources import Resources, install, open_resources
+from bitloot.resources import Resources, first_line, install, open_resources
 
 log = structlog.get_logger(__name__)
 
@@ -57,7 +58,7 @@ def serve_worker_metrics(port: int) -> None:
         start_http_server(port, addr="127.0.0.1", registry=REGISTRY)
         log.info("metrics.listening", url=f"http://127.0.0.1:{port}/metrics")
     except OSError:
-        # Several workers on one host: give each its own BITLOOT_WORKER_METRICS_PORT.
+        # Several workers on one host: give each its own BITLOOT_WORKER_INSTANCE.
         log.warning("metrics.port_in_use", port=port)
 
 
@@ -94,9 +95,11 @@ async def run_worker(settings: Settings, *, concurrency: int, queues: list[str])
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with AsyncExitStack() as stack:
-        await open_worker_resources(settings, stack, concurrency=concurrency)
-        serve_worker_metrics(settings.worker_metrics_port)
-        log.info("worker.started", concurrency=concurrency, queues=queues)
+        res = await open_worker_resources(settings, stack, concurrency=concurrency)
+        serve_worker_metrics(settings.effective_worker_metrics_port)
+        # The transport's repr: SmtpTransport(smtp://host:port), never the password.
+        log.info("worker.started", concurrency=concurrency, queues=queues,
+                 mail=repr(res.mail))  # fmt: skip
         backoff = 1.0
         while not stop.is_set():
             started = loop.time()
@@ -127,9 +130,64 @@ async def run_worker(settings: Settings, *, concurrency: int, queues: list[str])
         log.info("worker.stopped")
 
 
+# A heartbeat is written every HEARTBEAT_SECONDS: one this old means no worker is running.
+CHECK_MAX_AGE_SECONDS = 30
+
+FRESH_HEARTBEATS = """
+SELECT count(*) FROM procrastinate_workers
+ WHERE last_heartbeat > now() - make_interval(secs => %s)
+"""
+
+
+async def fresh_heartbeats(conninfo: str, max_age: float) -> int:
+    """How many procrastinate workers wrote a heartbeat in the last `max_age` seconds."""
+    import psycopg
+
+    async with asyncio.timeout(10):
+        async with await psycopg.AsyncConnection.connect(
+            conninfo, autocommit=True, connect_timeout=5
+        ) as conn:
+            cur = await conn.execute(FRESH_HEARTBEATS, (max_age,))
+            row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+def check_worker(settings: Settings, max_age: float) -> int:
+    """`bitloot worker --check`: 0 when a worker heartbeat is younger than `max_age` seconds
+    (procrastinate_workers.last_heartbeat), 1 otherwise; the compose and systemd health
+    check. It needs only DATABASE_URL."""
+    import psycopg
+
+    from bitloot.db.connect import database_url
+
+    try:
+        alive = asyncio.run(fresh_heartbeats(database_url(settings), max_age))
+    except (psycopg.Error, OSError, TimeoutError) as exc:
+        raise CommandError(f"cannot reach the database: {first_line(exc)}") from None
+    if not alive:
+        print(f"bitloot: no worker heartbeat in the last {max_age:g} s", file=sys.stderr)
+        return 1
+    print(f"ok: {alive} worker(s) with a heartbeat in the last {max_age:g} s")
+    return 0
+
+
+def require_mail_transport(settings: Settings) -> None:
+    """Refuse to start without an explicit mail transport: the default folder of `.eml`
+    files would swallow every delivery email of a production that forgot its SMTP URL.
+    (`bitloot demo` and `bitloot up` set BITLOOT_MAIL_DIR for their workers.)"""
+    if settings.smtp_url is None and settings.mail_dir is None:
+        raise CommandError(
+            "BITLOOT_SMTP_URL (a mail server) or BITLOOT_MAIL_DIR (a folder of .eml files)"
+            " is required for `bitloot worker`: neither is set"
+        )
+
+
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     """`bitloot worker`."""
+    if args.check:
+        return check_worker(settings, args.max_age)
     settings.require("kinguin_api_key")
+    require_mail_transport(settings)
     configure_logging(settings.log_format)
     queues = (
         [q.strip() for q in args.queues.split(",") if q.strip()]
@@ -149,5 +207,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     worker.add_argument("--concurrency", type=int, default=4, help="jobs run at once")
     worker.add_argument(
         "--queues", default="", help=f"comma list (default: {','.join(ALL_QUEUES)})"
+    )
+    worker.add_argument(
+        "--check",
+        action="store_true",
+        help="health check: exit 0 if a worker heartbeat is fresh in the database, else 1",
+    )
+    worker.add_argument(
+        "--max-age",
+        type=float,
+        default=CHECK_MAX_AGE_SECONDS,
+        help=f"with --check: seconds a heartbeat stays fresh ({CHECK_MAX_AGE_SECONDS})",
     )
     worker.set_defaults(handler=cmd_worker)

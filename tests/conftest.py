@@ -125,6 +125,7 @@ def make_settings(
         values: dict[str, object] = {
             "database_url": db_url,
             "data_dir": tmp_path / "data",
+            "mail_dir": tmp_path / "data" / "mail",
             "public_url": f"http://127.0.0.1:{api_port}",
             "master_keys": master_keys,
             "jwt_secret": TEST_JWT_SECRET,

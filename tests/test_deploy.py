@@ -176,8 +176,9 @@ def test_compose_bitloot_services_share_image_env_and_data(
         assert f"bitloot-data:{DATA_DIR}" in service["volumes"]
         assert service["read_only"] is True
         assert service["cap_drop"] == ["ALL"]
-    # Workers and migrations serve no HTTP: the image's /healthz check is turned off there.
-    assert services["worker"]["healthcheck"] == {"disable": True}
+    # Workers and migrations serve no HTTP: the image's /healthz check is replaced (a
+    # worker heartbeat in the database) or turned off.
+    assert services["worker"]["healthcheck"]["test"][1:4] == ["bitloot", "worker", "--check"]
     assert services["migrate"]["healthcheck"] == {"disable": True}
     assert "/healthz" in " ".join(services["api"]["healthcheck"]["test"])
     # Docker's default 10 s before SIGKILL is shorter than a running job or a drain.

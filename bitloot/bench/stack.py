@@ -89,6 +89,7 @@ class BenchStack(ChildProcesses):
             **inherited,
             "DATABASE_URL": self.db_url,
             "BITLOOT_DATA_DIR": str(self.root),
+            "BITLOOT_MAIL_DIR": str(self.root / "mail"),
             "BITLOOT_MASTER_KEYS": generate_master_key("bench1"),
             "BITLOOT_JWT_SECRET": secrets.token_urlsafe(48),
             "BITLOOT_NOWPAYMENTS_API_KEY": "bench-np-" + secrets.token_hex(8),

@@ -107,6 +107,8 @@ class LocalStack(ChildProcesses):
             **generated,
             "DATABASE_URL": self.db_url,
             "BITLOOT_DATA_DIR": str(self.data_dir),
+            # Explicit, as `bitloot worker` requires: the demo's emails are files to open.
+            "BITLOOT_MAIL_DIR": str(self.data_dir / "mail"),
             "BITLOOT_PUBLIC_URL": self.api,
             "BITLOOT_NOWPAYMENTS_API_URL": f"{self.sim}/nowpayments/v1",
             "BITLOOT_KINGUIN_API_URL": f"{self.sim}/kinguin",

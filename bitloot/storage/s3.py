@@ -40,6 +40,8 @@ _UNREACHABLE = (
     ReadTimeoutError,
     ConnectionClosedError,
 )
+# Read (never written) by `check()`; its absence is the expected answer.
+CHECK_KEY = "bitloot-startup-check"
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound", "NoSuchBucket"}
 _DENIED = {
     "401",
@@ -174,12 +176,24 @@ class S3ObjectStorage(ObjectStorage):
         return True
 
     async def check(self) -> None:
-        """HEAD the bucket, so bad credentials, a missing bucket or an unreachable
-        endpoint stop the process at start with a message that says which.
+        """GET one byte of a canary key, so bad credentials, a missing bucket or an
+        unreachable endpoint stop the process at start with a message that says which.
+
+        An object operation, not HeadBucket: an R2 token scoped to objects ("Object Read &
+        Write" on one bucket) may be refused bucket-level calls. A GET, not a HEAD: a HEAD's
+        error has no body, so a missing bucket and a missing key would both be a bare 404;
+        a GET says NoSuchKey (all is well: nothing is written) or NoSuchBucket.
         """
         try:
-            await self.client.head_bucket(Bucket=self.bucket)
-        except (BotoCoreError, ClientError) as exc:
+            response = await self.client.get_object(
+                Bucket=self.bucket, Key=CHECK_KEY, Range="bytes=0-0"
+            )
+            await response["Body"].read()
+        except ClientError as exc:
+            if _code(exc) == "NoSuchKey":
+                return
+            raise self._error("check", None, exc) from exc
+        except BotoCoreError as exc:
             raise self._error("check", None, exc) from exc
 
     def _error(self, operation: str, key: str | None, exc: Exception) -> StorageError:

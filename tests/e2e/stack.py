@@ -60,6 +60,7 @@ class Stack(ChildProcesses):
             **base,
             "DATABASE_URL": self.db_url,
             "BITLOOT_DATA_DIR": str(self.data_dir),
+            "BITLOOT_MAIL_DIR": str(self.data_dir / "mail"),
             "BITLOOT_PUBLIC_URL": self.api,
             "BITLOOT_MASTER_KEYS": self.master_keys,
             "BITLOOT_JWT_SECRET": JWT_SECRET,

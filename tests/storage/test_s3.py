@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import aioboto3
 import aiohttp
 import pytest
 from botocore.exceptions import ClientError
@@ -58,6 +60,67 @@ async def storage(moto_endpoint: str) -> AsyncIterator[S3ObjectStorage]:
 
 async def test_check_passes_for_an_existing_bucket(storage: S3ObjectStorage) -> None:
     await storage.check()
+
+
+def _record_requests(client: Any) -> list[tuple[str, dict[str, str]]]:
+    """Every request `client` sends from now on: (operation, headers as sent)."""
+    sent: list[tuple[str, dict[str, str]]] = []
+
+    def before_send(request: Any, event_name: str, **_: Any) -> None:
+        operation = event_name.rsplit(".", 1)[-1]
+        sent.append((operation, {k.lower(): str(v) for k, v in request.headers.items()}))
+
+    client.meta.events.register("before-send.s3", before_send)
+    return sent
+
+
+def _checksum_headers(headers: dict[str, str]) -> list[str]:
+    return sorted(
+        name
+        for name, value in headers.items()
+        if name.startswith(("x-amz-checksum-", "x-amz-sdk-checksum"))
+        or name in ("x-amz-trailer", "x-amz-decoded-content-length")
+        or (name == "content-encoding" and "aws-chunked" in value)
+    )
+
+
+async def test_uploads_carry_no_checksum_header_or_trailer(moto_endpoint: str) -> None:
+    async with make_storage(moto_endpoint) as s3:
+        sent = _record_requests(s3.client)
+        await s3.put(object_key_for(uuid.uuid4(), "kg-c"), b"sealed" * 1000,
+                     content_type="text/plain", metadata={"order-id": "x"})  # fmt: skip
+    puts = [headers for operation, headers in sent if operation == "PutObject"]
+    assert puts, sent
+    assert [_checksum_headers(h) for h in puts] == [[]] * len(puts)
+
+
+async def test_the_checksum_recorder_sees_botocores_default_checksums(moto_endpoint: str) -> None:
+    """The hook above would see a checksum: botocore's default config sends one."""
+    session = aioboto3.Session(aws_access_key_id="a", aws_secret_access_key="b")
+    async with session.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1") as raw:
+        sent = _record_requests(raw)
+        await raw.put_object(Bucket=BUCKET, Key="orders/x/default.bin", Body=b"x")
+    puts = [headers for operation, headers in sent if operation == "PutObject"]
+    assert puts and _checksum_headers(puts[0]), puts
+
+
+async def test_the_startup_check_uses_object_operations_only(moto_endpoint: str) -> None:
+    """An R2 token scoped to objects may be refused HeadBucket: the check never asks it."""
+    async with make_storage(moto_endpoint) as s3:
+        await s3.client.create_bucket(
+            Bucket="objects-only", CreateBucketConfiguration={"LocationConstraint": "auto"}
+        )
+    async with make_storage(moto_endpoint, bucket="objects-only") as s3:
+        sent = _record_requests(s3.client)
+
+        def refuse_bucket_calls(**_: Any) -> None:
+            raise ClientError({"Error": {"Code": "AccessDenied"}}, "HeadBucket")
+
+        for operation in ("HeadBucket", "ListObjects", "ListObjectsV2", "GetBucketLocation"):
+            s3.client.meta.events.register(f"before-call.s3.{operation}", refuse_bucket_calls)
+        await s3.check()
+        assert not await s3.exists("bitloot-startup-check")  # read, never written
+    assert [operation for operation, _ in sent] == ["GetObject", "HeadObject"]
 
 
 async def test_presigned_url_serves_the_object_to_a_plain_get(storage: S3ObjectStorage) -> None:
