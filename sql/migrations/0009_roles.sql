@@ -52,7 +52,17 @@ DECLARE
         'order_status_transitions', 'fulfillment_status_transitions', 'webhook_outcomes'];
     -- Append-only logs: INSERT (the order_events trigger runs as the application), never
     -- UPDATE or DELETE; their triggers refuse those too (BL002).
-    app_append_only text[] := ARRAY['order_events', 'key_access_events', 'admin_audit_log'];
+    -- ...found by their guard rather than listed: every table of ours whose
+    -- bitloot_reject_change trigger fires on UPDATE (tgtype bit 16). A later migration
+    -- that adds such a log only calls this function again.
+    app_append_only text[] := ARRAY(
+        SELECT DISTINCT c.relname::text
+          FROM pg_trigger t
+          JOIN pg_class c ON c.oid = t.tgrelid
+          JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname = current_schema()
+           AND t.tgfoid = 'bitloot_reject_change'::regproc
+           AND (t.tgtype & 16) <> 0);
     -- The only tables of ours the application deletes from (expired GCRA buckets).
     app_may_delete text[] := ARRAY['rate_limit_buckets'];
     -- Tables the auditor may not read at all.
