@@ -24,7 +24,7 @@ def delivery_message_id(outbox_id: int, order_id: uuid.UUID, mail_from: str) -> 
     A resend after a crash (the SMTP server accepted, our commit did not happen) then carries
     the same id, so servers and mail clients that dedupe on Message-ID show it once.
     """
-    domain = _domain_of(mail_from) or "bitloot"
+    domain = domain_of(mail_from) or "bitloot"
     return f"<delivery-{outbox_id}-{order_id}@{domain}>"
 
 
@@ -89,7 +89,7 @@ def _html_body(order_id: uuid.UUID, url: str, product_names: Sequence[str]) -> s
     )
 
 
-def _domain_of(mail_from: str) -> str | None:
+def domain_of(mail_from: str) -> str | None:
     _, addr = parseaddr(mail_from)
     try:
         domain = Address(addr_spec=addr).domain if addr else ""

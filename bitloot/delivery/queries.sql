@@ -26,7 +26,8 @@ RETURNING id;
 -- name: claim_email
 -- Locks the row for the sending transaction: a second job for the same row waits here and
 -- then sees status 'sent'.
-SELECT id, order_id, kind, generation, to_address, status, attempts
+SELECT id, order_id, kind, generation, to_address, status, attempts, details,
+       recovery_request_id
   FROM email_outbox
  WHERE id = %(id)s
    FOR UPDATE;
@@ -62,3 +63,28 @@ SELECT email FROM orders WHERE id = %(order_id)s;
 
 -- name: outbox_generation
 SELECT generation FROM email_outbox WHERE id = %(outbox_id)s;
+
+-- name: insert_notice
+-- A customer notice: one per (order, kind, generation); nothing when it already exists.
+INSERT INTO email_outbox (order_id, kind, generation, to_address, details)
+VALUES (%(order_id)s, %(kind)s, %(generation)s, %(to_address)s, %(details)s)
+ON CONFLICT (order_id, kind, generation) DO NOTHING
+RETURNING id;
+
+-- name: insert_recovery_email
+-- The one recovery email answering a recovery request (no order: it lists several).
+INSERT INTO email_outbox (order_id, kind, generation, to_address, recovery_request_id)
+VALUES (NULL, 'recovery', 1, %(to_address)s, %(request_id)s)
+RETURNING id;
+
+-- name: recovery_orders
+-- The orders a recovery email lists, newest first.
+SELECT o.id
+  FROM recovery_request_orders ro
+  JOIN orders o ON o.id = ro.order_id
+ WHERE ro.request_id = %(request_id)s
+ ORDER BY o.created_at DESC, o.id;
+
+-- name: order_facts
+-- What a notice names about its order: the total and currency.
+SELECT trim_scale(total_amount)::text AS total, currency FROM orders WHERE id = %(order_id)s;

@@ -12,8 +12,10 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import class_row, scalar_row
+from psycopg.types.json import Jsonb
 
 from bitloot.db.queries import QuerySet
+from bitloot.delivery.notices import OrderFacts
 
 _q = QuerySet("bitloot.delivery")
 
@@ -33,12 +35,14 @@ class OutboxRow:
     """An email_outbox row as the sending task needs it."""
 
     id: int
-    order_id: uuid.UUID
+    order_id: uuid.UUID | None  # None only for a recovery email
     kind: str
     generation: int
     to_address: str
     status: str
     attempts: int
+    details: dict[str, str]
+    recovery_request_id: int | None
 
 
 async def create_delivery_email(
@@ -59,6 +63,53 @@ async def create_delivery_email(
     if existing is None:
         raise RuntimeError("delivery email neither inserted nor found")
     return existing
+
+
+async def create_notice(
+    conn: psycopg.AsyncConnection[Any],
+    order_id: uuid.UUID,
+    kind: str,
+    *,
+    to_address: str,
+    details: dict[str, str],
+    generation: int,
+) -> int | None:
+    """Add the order's `kind` notice; None when that (order, kind, generation) exists."""
+    async with conn.cursor(row_factory=scalar_row) as cur:
+        await cur.execute(
+            _q["insert_notice"],
+            {
+                "order_id": order_id,
+                "kind": kind,
+                "generation": generation,
+                "to_address": to_address,
+                "details": Jsonb(details),
+            },
+        )
+        inserted: int | None = await cur.fetchone()
+    return inserted
+
+
+async def create_recovery_email(
+    conn: psycopg.AsyncConnection[Any], request_id: int, to_address: str
+) -> int:
+    """Add the recovery email answering `request_id`; returns its id."""
+    async with conn.cursor(row_factory=scalar_row) as cur:
+        await cur.execute(
+            _q["insert_recovery_email"], {"request_id": request_id, "to_address": to_address}
+        )
+        new_id: int | None = await cur.fetchone()
+    if new_id is None:
+        raise RuntimeError("recovery email not inserted")
+    return new_id
+
+
+async def recovery_orders(conn: psycopg.AsyncConnection[Any], request_id: int) -> list[uuid.UUID]:
+    """The orders a recovery email lists (newest first)."""
+    async with conn.cursor(row_factory=scalar_row) as cur:
+        await cur.execute(_q["recovery_orders"], {"request_id": request_id})
+        ids: list[uuid.UUID] = await cur.fetchall()
+    return ids
 
 
 async def next_generation_for_resend(
@@ -125,6 +176,18 @@ async def delivery_product_names(
         await cur.execute(_q["delivery_product_names"], {"order_id": order_id})
         names: list[str] = await cur.fetchall()
     return names
+
+
+async def order_facts(conn: psycopg.AsyncConnection[Any], order_id: uuid.UUID) -> OrderFacts:
+    """The order's total, currency and product lines, as a notice names them."""
+    async with conn.cursor() as cur:
+        await cur.execute(_q["order_facts"], {"order_id": order_id})
+        row = await cur.fetchone()
+    if row is None:
+        raise LookupError(f"order {order_id} does not exist")
+    total, currency = row
+    names = await delivery_product_names(conn, order_id)
+    return OrderFacts(order_id=order_id, total=total, currency=currency, product_names=names)
 
 
 async def order_email(conn: psycopg.AsyncConnection[Any], order_id: uuid.UUID) -> str:

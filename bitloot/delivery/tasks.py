@@ -1,4 +1,4 @@
-"""The `send_delivery_email` job, and the helpers that queue it inside the caller's transaction.
+"""The `send_delivery_email` job (every email of the outbox), and how it sends once.
 
 Exactly-once, as far as SMTP allows. Each attempt first issues the email's order access
 token in a transaction of its own, committed (see `_issue_email_token`), then sends in one
@@ -21,6 +21,7 @@ find it sent, so concurrent jobs never double-send.
 
 from __future__ import annotations
 
+import uuid
 from email.message import EmailMessage
 from typing import Any, NoReturn
 
@@ -31,6 +32,13 @@ import structlog
 from bitloot.auth import order_tokens
 from bitloot.delivery import repository as outbox
 from bitloot.delivery.email import delivery_message_id, key_page_url, render_delivery_email
+from bitloot.delivery.notices import (
+    NOTICES_WITH_LINK,
+    RecoveredOrder,
+    notice_message_id,
+    render_notice,
+    render_recovery_email,
+)
 from bitloot.delivery.repository import OutboxRow
 from bitloot.delivery.service import SEND_TASK
 from bitloot.mail import MailError, RetryableMailError
@@ -38,6 +46,9 @@ from bitloot.queue import EMAIL_QUEUE, queue_app
 from bitloot.resources import Resources, current
 
 log = structlog.get_logger(__name__)
+
+# The tokens of links we emailed; a recovery email revokes them before it issues new ones.
+LINK_PURPOSES: tuple[order_tokens.Purpose, ...] = ("email", "recovery")
 
 # The first try and 8 retries, waiting 3**n seconds: 3 s, 9 s, ... 6561 s; about 2.7 hours
 # in all, long enough to ride out an SMTP provider's outage without hammering it.
@@ -56,7 +67,7 @@ SEND_RETRY = procrastinate.RetryStrategy(
 
 @queue_app.task(name=SEND_TASK, queue=EMAIL_QUEUE, pass_context=False, retry=SEND_RETRY)
 async def send_delivery_email(outbox_id: int) -> None:
-    """Send one outbox row's delivery email (at most once; see the module docstring)."""
+    """Send one outbox row's email (at most once; see the module docstring)."""
     await deliver(outbox_id, current())
 
 
@@ -70,8 +81,8 @@ async def deliver(outbox_id: int, res: Resources) -> bool:
     row: OutboxRow | None = None
     async with res.pool.connection() as conn:
         try:
-            token = await _issue_email_token(conn, outbox_id, res)
-            if token is None:
+            tokens = await _issue_email_tokens(conn, outbox_id, res)
+            if tokens is None:
                 log.info("email.already_sent", outbox_id=outbox_id)
                 return False
             async with conn.transaction():
@@ -79,13 +90,14 @@ async def deliver(outbox_id: int, res: Resources) -> bool:
                 if row is None:  # a concurrent job sent it meanwhile
                     log.info("email.already_sent", outbox_id=outbox_id)
                     return False
-                msg = await _build_message(conn, row, res, token)
+                msg = await _build_message(conn, row, res, tokens)
                 await outbox.mark_sent(conn, row.id, str(msg["Message-ID"]))
                 await res.mail_transport.send(msg)
             log.info(
                 "email.sent",
                 outbox_id=row.id,
-                order_id=str(row.order_id),
+                kind=row.kind,
+                order_id=str(row.order_id) if row.order_id else None,
                 generation=row.generation,
                 attempt=row.attempts + 1,
             )
@@ -94,39 +106,93 @@ async def deliver(outbox_id: int, res: Resources) -> bool:
             await _record_failure(conn, outbox_id, row, exc)
 
 
-async def _issue_email_token(
+async def _issue_email_tokens(
     conn: psycopg.AsyncConnection[Any], outbox_id: int, res: Resources
-) -> str | None:
-    """The order access token this attempt's email will carry, committed before the send
-    transaction starts; None when the row was already sent (nothing to issue).
+) -> dict[uuid.UUID, str] | None:
+    """The order access tokens this attempt's email will carry (one per order it links
+    to; none for a notice without a link), committed before the send transaction starts;
+    None when the row was already sent (nothing to issue).
 
-    Its own transaction, because a token that may have reached the customer must never
+    Their own transaction, because a token that may have reached the customer must never
     be rolled back: if SMTP accepted the message and the send transaction's COMMIT is then
-    lost, the retried job sends the same Message-ID again (with a new token), and the
-    first copy's link must still open the order. A token issued for an attempt whose
+    lost, the retried job sends the same Message-ID again (with new tokens), and the
+    first copy's links must still open the order. A token issued for an attempt whose
     message never went out is never seen by anyone and simply expires.
+
+    A recovery email first revokes each listed order's earlier emailed links (email and
+    recovery tokens; a checkout token stays with the storefront that holds it): whoever
+    had an old link, the mailbox now holds the only live one.
     """
+    ttl = res.settings.order_token_ttl
     async with conn.transaction():
         row = await outbox.claim(conn, outbox_id)
         if row is None:
             return None
-        # Never logged: it is the customer's access to the keys.
-        return await order_tokens.mint(
-            conn, row.order_id, purpose="email", ttl_seconds=res.settings.order_token_ttl
-        )
+        # Never logged: they are the customer's access to the keys.
+        if row.kind == "recovery":
+            assert row.recovery_request_id is not None  # the table's CHECK says so
+            tokens = {}
+            for order_id in await outbox.recovery_orders(conn, row.recovery_request_id):
+                for purpose in LINK_PURPOSES:
+                    await order_tokens.revoke(conn, order_id, purpose=purpose, reason="recovery")
+                tokens[order_id] = await order_tokens.mint(
+                    conn, order_id, purpose="recovery", ttl_seconds=ttl
+                )
+            return tokens
+        assert row.order_id is not None
+        if row.kind == "delivery" or row.kind in NOTICES_WITH_LINK:
+            token = await order_tokens.mint(conn, row.order_id, purpose="email", ttl_seconds=ttl)
+            return {row.order_id: token}
+        return {}
 
 
 async def _build_message(
-    conn: psycopg.AsyncConnection[Any], row: OutboxRow, res: Resources, token: str
+    conn: psycopg.AsyncConnection[Any],
+    row: OutboxRow,
+    res: Resources,
+    tokens: dict[uuid.UUID, str],
 ) -> EmailMessage:
     settings = res.settings
-    return render_delivery_email(
-        order_id=row.order_id,
+
+    def link(order_id: uuid.UUID) -> str | None:
+        token = tokens.get(order_id)
+        return None if token is None else key_page_url(settings.public_url, order_id, token)
+
+    if row.kind == "recovery":
+        return render_recovery_email(
+            orders=[
+                RecoveredOrder(
+                    order_id=order_id,
+                    product_names=await outbox.delivery_product_names(conn, order_id),
+                    url=url,
+                )
+                for order_id in tokens
+                if (url := link(order_id)) is not None
+            ],
+            to_address=row.to_address,
+            mail_from=settings.mail_from,
+            message_id=notice_message_id(row.kind, row.id, settings.mail_from),
+        )
+    assert row.order_id is not None
+    if row.kind == "delivery":
+        url = link(row.order_id)
+        assert url is not None
+        return render_delivery_email(
+            order_id=row.order_id,
+            to_address=row.to_address,
+            key_page_url=url,
+            product_names=await outbox.delivery_product_names(conn, row.order_id),
+            mail_from=settings.mail_from,
+            message_id=delivery_message_id(row.id, row.order_id, settings.mail_from),
+        )
+    return render_notice(
+        row.kind,
+        order=await outbox.order_facts(conn, row.order_id),
+        details=row.details,
         to_address=row.to_address,
-        key_page_url=key_page_url(settings.public_url, row.order_id, token),
-        product_names=await outbox.delivery_product_names(conn, row.order_id),
+        link=link(row.order_id),
         mail_from=settings.mail_from,
-        message_id=delivery_message_id(row.id, row.order_id, settings.mail_from),
+        message_id=notice_message_id(row.kind, row.id, settings.mail_from),
     )
 
 

@@ -21,7 +21,7 @@ LEGAL_ORDER = {
     ("confirming", "paid"), ("confirming", "underpaid"), ("confirming", "failed"),
     ("confirming", "expired"), ("confirming", "refunded"),
     ("paid", "fulfilled"), ("paid", "refunded"),
-    ("underpaid", "refunded"), ("fulfilled", "refunded"),
+    ("underpaid", "paid"), ("underpaid", "refunded"), ("fulfilled", "refunded"),
 }  # fmt: skip
 FULFILLMENT_STATUSES = ["pending", "processing", "fulfilled", "failed"]
 LEGAL_FULFILLMENT = {

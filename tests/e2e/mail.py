@@ -44,9 +44,14 @@ class SmtpSink:
             self.controller.stop()
             self.controller = None
 
-    def for_order(self, order_id: str) -> list[EmailMessage]:
+    def for_order(self, order_id: str, kind: str = "delivery") -> list[EmailMessage]:
+        """The `kind` emails (delivery, payment_received, ...) that name the order."""
         with self.lock:
-            return [m for m in self.messages if order_id in text_of(m)]
+            return [
+                m
+                for m in self.messages
+                if str(m["Message-ID"]).strip().startswith(f"<{kind}-") and order_id in text_of(m)
+            ]
 
 
 def text_of(message: EmailMessage) -> str:

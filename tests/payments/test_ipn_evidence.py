@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from typing import Any
 
 import aiohttp
@@ -129,6 +130,16 @@ async def test_partially_paid_then_a_short_finished_is_flagged_as_still_underpai
         ("finished", "still_underpaid", True),
     ]
     assert await fulfillment_jobs(conn) == 0
+    # The customer is told once, in the transaction that moved the order: what arrived, in
+    # the order's currency, and what is missing (the second report queues nothing).
+    cur = await conn.execute(
+        "SELECT kind, details FROM email_outbox WHERE order_id = %s", (order_id,)
+    )
+    ((kind, details),) = await cur.fetchall()
+    assert kind == "underpaid"
+    received, missing = Decimal(details["received"]), Decimal(details["missing"])
+    assert received > 0 and missing > 0 and received + missing == PRICE
+    assert details["paid"].endswith(" BTC")
 
 
 async def test_partially_paid_then_a_full_finished_is_flagged_not_paid(

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
 from typing import Any
+from unittest.mock import ANY
 
 import aiohttp
 import pytest
@@ -87,10 +88,17 @@ async def test_waiting_confirming_finished_pays_the_order_with_one_job(
     assert await order_status(conn, order_id) == "paid"
     cur = await conn.execute(
         "SELECT task_name, status, queue_name, lock, args->>'order_id' FROM procrastinate_jobs"
+        " ORDER BY id"
     )
+    # The fulfillment job, and the receipt's email job (queued in the same transaction).
     assert await cur.fetchall() == [
-        ("fulfill_order", "todo", "fulfillment", f"order:{order_id}", str(order_id))
+        ("fulfill_order", "todo", "fulfillment", f"order:{order_id}", str(order_id)),
+        ("send_delivery_email", "todo", "email", None, None),
     ]
+    cur = await conn.execute(
+        "SELECT kind, details FROM email_outbox WHERE order_id = %s", (order_id,)
+    )
+    assert await cur.fetchall() == [("payment_received", {"amount": "14.99", "paid": ANY})]
     cur = await conn.execute(
         "SELECT to_status, actor FROM order_events WHERE order_id = %s ORDER BY id", (order_id,)
     )
