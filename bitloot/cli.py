@@ -103,15 +103,30 @@ def cmd_products_add(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_products_list(args: argparse.Namespace, settings: Settings) -> int:
-    """Print the catalog."""
-    from bitloot.orders.service import list_products
+    """Print the catalog with what Kinguin last said (EUR price of the cheapest offer, the
+    keys a line may buy, when it was read)."""
+    from datetime import UTC
 
-    rows = asyncio.run(_with_conn(settings, list_products))
+    from bitloot.catalog.service import Answer, list_catalog
+
+    rows = asyncio.run(_with_conn(settings, list_catalog))
     for row in rows:
         state = "active" if row.active else "inactive"
+        kinguin = f"{row.kinguin_price} eur" if row.kinguin_price is not None else "-"
+        stock = (
+            "-"
+            if row.kinguin_qty is None
+            else Answer(None, row.kinguin_qty, row.kinguin_text_qty).stock(row.text_only)
+        )
+        checked = (
+            row.checked_at.astimezone(UTC).isoformat(timespec="seconds")
+            if row.checked_at
+            else "never"
+        )
         print(
             f"{row.product_id}  {row.name}  {row.price} {row.currency}  "
-            f"max cost {row.max_cost} eur  {state}"
+            f"max cost {row.max_cost} eur  kinguin {kinguin}  stock {stock}  "
+            f"checked {checked}  {state}"
         )
     if not rows:
         print("no products yet: add one with `bitloot products add`")

@@ -45,7 +45,8 @@ class StartupError(Exception):
 @dataclass
 class Resources:
     """What handlers and tasks share in one process. A provider client is None in a
-    process that does not talk to that provider (the API buys nothing from Kinguin)."""
+    process that does not talk to that provider (the API buys nothing from Kinguin: its
+    client only reads stock and price, `bitloot.catalog.service.reader_client`)."""
 
     settings: Settings
     pool: AsyncConnectionPool

@@ -9,10 +9,11 @@ import structlog
 from aiohttp import web
 from pydantic import ValidationError
 
+from bitloot.catalog import service as catalog
 from bitloot.config import secret_values
 from bitloot.db.connect import set_actor
 from bitloot.fulfillment.kinguin_webhook import receive_order_event
-from bitloot.kinguin.models import OrderStatusEvent
+from bitloot.kinguin.models import OrderStatusEvent, load_json
 from bitloot.metrics import KINGUIN_WEBHOOK_OUTCOMES
 from bitloot.text import nests_too_deeply
 from bitloot.web.bodies import too_deep
@@ -41,7 +42,10 @@ EVENT_SECRET = ApiKey(
     body=OrderStatusEvent,
     body_description=(
         "A JSON object; `order.status` and `order.complete` events are read as "
-        "`OrderStatusEvent`, other events are acknowledged and ignored."
+        "`OrderStatusEvent`, `product.update` as `{kinguinId, productId, qty, textQty, "
+        "cheapestOfferId, updatedAt, price?}` (stock and price of a product we sell; older "
+        "than what we hold, or for a product we do not sell: stored and ignored), other "
+        "events are acknowledged and ignored."
     ),
     params=(
         Param(
@@ -53,8 +57,8 @@ EVENT_SECRET = ApiKey(
     ),
     ok=Ok(204, "Accepted, ignored, or a duplicate.", media_type=None),
     problems={
-        400: "Not a JSON object (or nested too deeply), or an order event with invalid "
-        "fields (named in `detail`).",
+        400: "Not a JSON object (or nested too deeply), or an order or product event with "
+        "invalid fields (named in `detail`).",
         413: TOO_LARGE,
         429: "Too many bad secrets from this address.",
     },
@@ -89,8 +93,7 @@ async def kinguin_webhook(request: web.Request) -> web.Response:
         log.info("kinguin_webhook.ignored", event_name=event_name[:40])
         return web.Response(status=204)
     if event_name == "product.update":
-        KINGUIN_WEBHOOK_OUTCOMES.labels(outcome="product_update").inc()
-        return web.Response(status=204)
+        return await _product_update(request, raw_text)
 
     try:
         event = OrderStatusEvent.model_validate(
@@ -113,6 +116,32 @@ async def kinguin_webhook(request: web.Request) -> web.Response:
         order_id=str(result.order_id) if result.order_id else None,
         kinguin_order_id=event.order_id,
         status=event.status,
+        outcome=result.outcome,
+    )
+    return web.Response(status=204)
+
+
+async def _product_update(request: web.Request, raw_text: str) -> web.Response:
+    """Store Kinguin's new stock (and price) of a product we sell (`catalog`)."""
+    try:
+        # Parsed again keeping numbers exact: `price` is money.
+        event = catalog.ProductUpdateEvent.model_validate(load_json(raw_text))
+    except ValidationError as exc:
+        fields = sorted({".".join(map(str, err["loc"])) or "body" for err in exc.errors()})
+        raise BadRequest(
+            f"The product event has missing or invalid fields: {', '.join(fields)}."
+        ) from None
+    async with resources(request).pool.connection() as conn, conn.transaction():
+        await set_actor(conn, "kinguin", "webhook product.update")
+        result = await catalog.receive_product_update(conn, event, raw_text)
+    KINGUIN_WEBHOOK_OUTCOMES.labels(
+        outcome="duplicate" if result.duplicate else "product_update"
+    ).inc()
+    log.info(
+        "kinguin_webhook.product_update",
+        product_id=event.product_id,
+        qty=event.qty,
+        text_qty=event.text_qty,
         outcome=result.outcome,
     )
     return web.Response(status=204)

@@ -6,10 +6,6 @@ ON CONFLICT (product_id) DO UPDATE
        max_cost = EXCLUDED.max_cost, text_only = EXCLUDED.text_only, active = EXCLUDED.active
 RETURNING product_id, name, price, currency, max_cost, text_only, active;
 
--- name: list_products
-SELECT product_id, name, price, currency, max_cost, text_only, active
-  FROM products ORDER BY product_id;
-
 -- name: products_by_ids
 SELECT product_id, name, price, currency, max_cost, text_only, active
   FROM products WHERE product_id = ANY(%(ids)s);
@@ -33,6 +29,11 @@ ON CONFLICT (scope, key) DO UPDATE
        created_at = now()
  WHERE k.created_at < now() - interval '24 hours'
 RETURNING order_id;
+
+-- name: idempotency_key_in_use
+-- The same 24 hours as claim_idempotency_key: an older key makes a new order.
+SELECT 1 FROM order_idempotency_keys
+ WHERE scope = %(scope)s AND key = %(key)s AND created_at >= now() - interval '24 hours';
 
 -- name: idempotency_key_order
 SELECT order_id, request_fingerprint

@@ -28,13 +28,6 @@ async def upsert_product(conn: Conn, product: ProductInput) -> Product:
     return row
 
 
-async def list_products(conn: Conn) -> list[Product]:
-    """Every catalog row, active or not."""
-    async with conn.cursor(row_factory=class_row(Product)) as cur:
-        await cur.execute(Q["list_products"])
-        return await cur.fetchall()
-
-
 async def products_by_ids(conn: Conn, ids: list[str]) -> dict[str, Product]:
     """The catalog rows with these ids, by id (missing ids are simply absent)."""
     async with conn.cursor(row_factory=class_row(Product)) as cur:
@@ -81,6 +74,12 @@ async def claim_idempotency_key(
         Q["claim_idempotency_key"],
         {"scope": scope, "key": key, "fingerprint": fingerprint, "order_id": order_id},
     )
+    return await cur.fetchone() is not None
+
+
+async def idempotency_key_in_use(conn: Conn, scope: str, key: str) -> bool:
+    """Whether (`scope`, `key`) made an order in the last 24 hours (a read, no lock)."""
+    cur = await conn.execute(Q["idempotency_key_in_use"], {"scope": scope, "key": key})
     return await cur.fetchone() is not None
 
 

@@ -64,8 +64,14 @@ LOCATION = {"Location": "The new order's URL."}
         400: BAD_JSON,
         413: TOO_LARGE,
         422: "Invalid body, unknown or inactive products, or a key reused for another request.",
+        409: "A product cannot be sold now (checked at Kinguin before any invoice): `type` "
+        "`.../out-of-stock` (fewer keys than asked) or `.../price-unavailable` (Kinguin's "
+        "cheapest offer costs more than we pay); `productId` names the first, `unavailable` "
+        "lists each `{productId, reason}`. No order was made.",
         429: RATE_LIMITED,
         502: "NOWPayments did not create the invoice; retry with the same key.",
+        503: "`.../catalog-unavailable`: Kinguin cannot be reached and no recent answer says "
+        "the product is available; retry after `Retry-After` seconds. No order was made.",
     },
 )
 async def create_order(request: web.Request) -> web.Response:

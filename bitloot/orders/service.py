@@ -1,7 +1,9 @@
 """The orders domain: creating an order (priced on the server, idempotent, invoiced), reading
 it for whoever may see it, and the one way any domain moves an order's status.
 
-Creating an order is two steps, because the invoice is an outbound call that must not hold
+A NEW order is first checked against Kinguin's stock and price (`catalog.ensure_available`,
+outside any transaction, before any row or invoice: its 409 or 503 leaves nothing behind).
+Then creating it is two steps, because the invoice is an outbound call that must not hold
 a transaction open: (1) one transaction inserts the order in `created` (or finds the order
 its Idempotency-Key made) and issues the order access token; (2) outside it, NOWPayments is
 asked for the invoice, and a second transaction records it and moves `created -> waiting`.
@@ -31,6 +33,7 @@ import structlog
 
 from bitloot.auth import order_tokens
 from bitloot.auth.tokens import Principal
+from bitloot.catalog import service as catalog_service
 from bitloot.db.connect import set_actor
 from bitloot.nowpayments.client import NowPaymentsError
 from bitloot.orders import repository
@@ -160,10 +163,16 @@ async def create_order(
 ) -> tuple[CreatedOrderOut, bool]:
     """Create (or, for the caller's Idempotency-Key, resume) the order and its invoice; the
     answer and whether the order is new. `OrderRejected`, `IdempotencyKeyReused`,
-    `InvoiceFailed`."""
+    `InvoiceFailed`; for a new order, before anything is stored, the catalog's 409
+    (`OutOfStock`, `PriceUnavailable`) and 503 (`CatalogUnavailable`) problems."""
+    async with res.pool.connection() as conn:
+        priced = await price_order(conn, body)
+        replay = await _key_in_use(conn, body, user_id, idempotency_key)
+    if not replay:
+        # Before any order row or invoice, and outside any transaction: it may read Kinguin.
+        await catalog_service.ensure_available(res, catalog_items(priced))
     async with res.pool.connection() as conn, conn.transaction():
         await set_actor(conn, f"user:{user_id}" if user_id else "guest", "POST /orders")
-        priced = await price_order(conn, body)
         order_id, created = await _insert_or_find(conn, priced, body, user_id, idempotency_key)
         stored = await get_order(conn, order_id, ADMIN)
         assert stored is not None
@@ -225,6 +234,30 @@ def idempotency_scope(user_id: str | None, fingerprint: bytes) -> str:
     if len(user_id) <= _MAX_SUB_IN_SCOPE:
         return f"user:{user_id}"
     return f"user-sha256:{hashlib.sha256(user_id.encode()).hexdigest()}"
+
+
+async def _key_in_use(
+    conn: Conn, body: CreateOrderIn, user_id: str | None, idempotency_key: str | None
+) -> bool:
+    """Whether the caller's Idempotency-Key already made an order (a replay, or a key reused
+    for another request): no stock check then, the order exists or is refused anyway."""
+    if idempotency_key is None:
+        return False
+    scope = idempotency_scope(user_id, request_fingerprint(body))
+    return await repository.idempotency_key_in_use(conn, scope, idempotency_key)
+
+
+def catalog_items(priced: PricedOrder) -> list[catalog_service.Item]:
+    """What each line asks of Kinguin: keys, at most `max_cost` each, text keys or any."""
+    return [
+        catalog_service.Item(
+            product_id=line.product.product_id,
+            qty=line.qty,
+            max_cost=line.product.max_cost,
+            text_only=line.product.text_only,
+        )
+        for line in priced.lines
+    ]
 
 
 async def price_order(conn: Conn, body: CreateOrderIn) -> PricedOrder:
@@ -448,8 +481,3 @@ async def expire_abandoned(conn: Conn) -> int:
 async def add_product(conn: Conn, product: ProductInput) -> Product:
     """Add a catalog row, or update the one with this product id."""
     return await repository.upsert_product(conn, product)
-
-
-async def list_products(conn: Conn) -> list[Product]:
-    """Every catalog row, active or not."""
-    return await repository.list_products(conn)

@@ -47,6 +47,7 @@ class SimProduct:
     name: str
     platform: str = "Steam"
     offers: list[SimOffer] = field(default_factory=list)
+    reads: int = 0  # GET /v2/products (or v1) answers about it, sold-out 404s included
 
     def offers_in_stock(self) -> list[SimOffer]:
         """Offers that still have keys."""

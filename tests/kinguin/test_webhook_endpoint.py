@@ -211,7 +211,10 @@ async def test_product_update_is_204(hook: Hook, conn: Conn) -> None:
     }
     code, text = await hook.post(body, event="product.update")
     assert (code, text) == (204, b"")
-    assert await counts(conn) == (0, 0)
+    # Stored (tests/catalog covers products we sell); no order, no job.
+    assert await counts(conn) == (1, 0)
+    cur = await conn.execute("SELECT event_type, outcome FROM webhook_events")
+    assert await cur.fetchall() == [("product.update", "unknown_product")]
 
 
 # --- order.status -----------------------------------------------------------------------
@@ -495,3 +498,10 @@ async def test_canceled_order_ends_fulfillment_in_failed(
         order_id,
     ) == (0,)
     assert len(await sim_ctl.orders(order_id)) == 1
+    # The customer learns it once: keys or a refund will follow (no link, no key).
+    await run_fulfillment(runtime, order_id)  # a duplicated job changes nothing
+    assert await one(
+        conn,
+        "SELECT array_agg(kind), bool_and(details = '{}') FROM email_outbox WHERE order_id = %s",
+        order_id,
+    ) == (["undeliverable"], True)

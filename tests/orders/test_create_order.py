@@ -34,13 +34,21 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 @pytest.fixture
-async def catalog(conn: Conn) -> None:
+async def catalog(conn: Conn, sim: Served) -> None:
     await conn.execute(
         "INSERT INTO products (product_id, name, price, currency, max_cost, active) VALUES"
         " (%s, 'Game', 14.99, 'eur', 12, true), (%s, 'DLC', 4.99, 'eur', 4, true),"
         " (%s, 'Old game', 2.99, 'eur', 2, false), (%s, 'US game', 9.99, 'usd', 8, true)",
         (GAME, DLC, RETIRED, IN_USD),
     )
+    # POST /orders checks stock and price at Kinguin: GAME is seeded in the simulator, the
+    # DLC is added there, in stock under its max_cost.
+    dlc = {"product_id": DLC, "name": "DLC", "offers": [{"price": "3.49", "qty": 100}]}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{sim.url}/kinguin/sim/products", json=dlc) as resp,
+    ):
+        assert resp.status == 201, await resp.text()
 
 
 def order_body(*items: tuple[str, int], email: str = "ada@example.com") -> dict[str, Any]:
