@@ -54,6 +54,7 @@ from bitloot.kinguin.models import (
     OrderSearchResult,
     PlaceOrderRequest,
     Product,
+    ReturnedKey,
     dump_json,
     load_json,
 )
@@ -250,6 +251,23 @@ class KinguinClient(SessionClient):
             if len(batch) < page_size:
                 return keys
         raise KinguinResponseError("InvalidResponse", None, "too many pages of keys")
+
+    async def return_keys(self, order_id: str) -> list[ReturnedKey]:
+        """Ask Kinguin to take back an order's keys (`POST /v2/order/{orderId}/keys/return`,
+        200 `[{id, status}]`): every key that qualifies is returned and refunded.
+
+        Kinguin allows one such request per order: a second one, or a key already claimed,
+        more than 24 h since delivery, a wholesale item or a pre-order, is refused (kind
+        `NoKeysToReturn`, a `KinguinResponseError`). Retried like every call on timeouts and
+        5xx; a retry after a request that did reach Kinguin is then refused as a second
+        request, so the caller asks `get_order` for the keys' statuses when in doubt.
+        """
+        path = f"/v2/order/{quote(order_id, safe='')}/keys/return"
+        call = _Call("return_keys", "POST", path, body="{}", not_found=OrderNotFoundError)
+        data = await self._call(call)
+        if not isinstance(data, list):
+            raise KinguinResponseError("InvalidResponse", None, "return response is not an array")
+        return [_parse(ReturnedKey, item) for item in data]
 
     async def get_product(self, product_id: str) -> Product:
         """Fetch a product by its string id (`GET /v2/products/{productId}`).

@@ -131,6 +131,14 @@ class OrderKey(KinguinModel):
     status: KeyStatus
 
 
+class ReturnedKey(KinguinModel):
+    """One key in the answer of `POST /v2/order/{orderId}/keys/return`: its id and its
+    status afterwards (`RETURNED` when it went back)."""
+
+    id: str
+    status: KeyStatus
+
+
 class OrderProduct(KinguinModel):
     """One line of an Order."""
 

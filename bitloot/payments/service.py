@@ -23,7 +23,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from decimal import Decimal, localcontext
+from decimal import ROUND_DOWN, Decimal, localcontext
 from typing import Any
 
 import psycopg
@@ -31,6 +31,7 @@ import structlog
 
 from bitloot.config import Settings
 from bitloot.db.connect import set_actor, set_reason
+from bitloot.delivery.service import queue_notice
 from bitloot.fulfillment.service import defer_fulfillment, requeue_stuck_orders
 from bitloot.inbox import service as inbox
 from bitloot.inbox.service import EventOutcome, Outcome
@@ -39,7 +40,41 @@ from bitloot.nowpayments.models import Ipn
 from bitloot.nowpayments.signature import MalformedIpn
 from bitloot.orders import service as orders
 from bitloot.payments import repository
+from bitloot.payments.acceptance import Acceptance, AcceptanceDone, accept_payment
+from bitloot.payments.refunds import (
+    BadAmount,
+    DueOrder,
+    NotSettleable,
+    OrderNotFound,
+    Refund,
+    RefundConflict,
+    RefundDone,
+    cents,
+    refund_order,
+    refunds_due,
+)
 from bitloot.resources import Resources
+
+# The admin's settlements (refunds, accepted short payments) live in `refunds` and
+# `acceptance`; other domains reach them through here.
+__all__ = [
+    "Acceptance",
+    "AcceptanceDone",
+    "BadAmount",
+    "DueOrder",
+    "NotSettleable",
+    "OrderNotFound",
+    "PaymentPolicy",
+    "Refund",
+    "RefundConflict",
+    "RefundDone",
+    "accept_payment",
+    "apply_ipn",
+    "cents",
+    "reconcile",
+    "refund_order",
+    "refunds_due",
+]
 
 IN_PROGRESS = {"confirming", "confirmed", "sending"}
 # Order statuses from which a payment report may still move the order.
@@ -233,8 +268,40 @@ async def _apply(
     if target == "paid":
         await enqueue_fulfillment(conn, order_id)
         enqueued = True
+    await _notify(conn, order_id, target, ipn, total)
     return EventOutcome(Outcome.order_moved(target), needs_attention=attention, order_id=order_id,
                       enqueued=enqueued)  # fmt: skip
+
+
+async def _notify(
+    conn: psycopg.AsyncConnection[Any], order_id: uuid.UUID, target: str, ipn: Ipn, total: Decimal
+) -> None:
+    """The customer's notice of the move, in its transaction: a receipt when the order is
+    paid, what arrived and what is missing when it is underpaid (once per order each).
+    Amounts are in the order's currency (a payment in another one never pays or underpays:
+    `_decide` fails the order)."""
+    crypto = _crypto_sent(ipn)
+    if target == "paid":
+        details = {"amount": _cents(total)}
+        await queue_notice(conn, order_id, "payment_received", details=details | crypto)
+    elif target == "underpaid":
+        received = paid_in_fiat(ipn)
+        details = {}
+        if received is not None:
+            # Received rounds down and missing is the rest, so the two add up to the total.
+            details["received"] = _cents(received)
+            details["missing"] = str(max(Decimal(0), total - Decimal(details["received"])))
+        await queue_notice(conn, order_id, "underpaid", details=details | crypto)
+
+
+def _crypto_sent(ipn: Ipn) -> dict[str, str]:
+    if ipn.actually_paid is None or not ipn.pay_currency:
+        return {}
+    return {"paid": f"{ipn.actually_paid.normalize():f} {ipn.pay_currency.upper()}"}
+
+
+def _cents(amount: Decimal) -> str:
+    return str(amount.quantize(Decimal("0.01"), rounding=ROUND_DOWN))
 
 
 def _decide(

@@ -38,6 +38,7 @@ from bitloot.sim.kinguin_http import (
     render_order,
     render_product,
 )
+from bitloot.sim.kinguin_products import add_product_routes
 from bitloot.sim.kinguin_rules import SimRejection, constraint
 from bitloot.sim.kinguin_state import (
     DeliveryPlan,
@@ -93,10 +94,12 @@ def create_kinguin_sim(
     router.add_get("/v1/order", search_orders, name="search_orders")
     router.add_get("/v1/order/{orderId}", get_order, name="get_order")
     router.add_get("/v2/order/{orderId}/keys", get_keys, name="get_keys")
+    router.add_post("/v2/order/{orderId}/keys/return", return_keys, name="return_keys")
     router.add_get("/v2/products/{productId}", get_product, name="get_product")
     router.add_get("/v1/products/{kinguinId}", get_product_v1, name="get_product_v1")
     router.add_get("/v1/balance", get_balance, name="get_balance")
     add_control_routes(app)
+    add_product_routes(app)
     app.cleanup_ctx.append(_background)
     return app
 
@@ -237,10 +240,25 @@ async def get_keys(request: web.Request) -> web.Response:
     return json_response([render_key(k) for k in window])
 
 
+async def return_keys(request: web.Request) -> web.Response:
+    """`POST /v2/order/{orderId}/keys/return`: 200 `[{id, status}]`, returned keys
+    `RETURNED`; one request per order. "Already claimed" is not modelled: inject it with
+    `POST /sim/faults/errors {"status": 400, "kind": "NoKeysToReturn", "endpoints":
+    ["return_keys"]}`."""
+    sim = request.app[KINGUIN_SIM]
+    order = _order(request)
+    keys = sim.state.return_keys(order)
+    log.info("kinguin_sim.keys_returned", order_id=order.order_id,
+             returned=sum(1 for k in keys if k.status == "RETURNED"))  # fmt: skip
+    return json_response([{"id": k.id, "status": k.status} for k in keys])
+
+
 async def get_product(request: web.Request) -> web.Response:
     """`GET /v2/products/{productId}`; 404 when unknown or sold out."""
     sim = request.app[KINGUIN_SIM]
     product = sim.state.products.get(request.match_info["productId"])
+    if product is not None:
+        product.reads += 1
     if product is None or not product.offers_in_stock():
         raise SimRejection(404, "ProductUnavailable", "Product not found or not available.")
     return json_response(render_product(product, datetime.now(UTC)))
@@ -251,6 +269,8 @@ async def get_product_v1(request: web.Request) -> web.Response:
     sim = request.app[KINGUIN_SIM]
     raw = request.match_info["kinguinId"]
     product = sim.state.product_by_kinguin_id(int(raw)) if raw.isdigit() else None
+    if product is not None:
+        product.reads += 1
     if product is None or not product.offers_in_stock():
         raise SimRejection(404, "ProductUnavailable", "Product not found or not available.")
     return json_response(render_product(product, datetime.now(UTC)))

@@ -15,10 +15,16 @@ Bodies are JSON with snake_case fields; every route answers JSON. Examples (pref
                                "keys_per_poll": null}
     POST /sim/balance         {"balance": 50.00}
     POST /sim/products/{productId}/stock {"qty": 0}   # {"qty": null} restores the seed
+    POST /sim/products/{productId} {"qty": 5, "price": 8.99}  # + product.update webhook
+                                       # (bitloot.sim.kinguin_products)
     POST /sim/products        {"product_id": "...", "name": "...",
                                "offers": [{"price": 9.99, "qty": 100}]}
     GET  /sim/orders?include_keys=1    # every order placed since the last reset
     POST /sim/orders/{orderId}/complete
+    POST /sim/orders/{orderId}/history {"delivered_hours_ago": 25, "preorder": false}
+    POST /sim/faults/errors   {"status": 400, "kind": "NoKeysToReturn", "count": 1,
+                               "endpoints": ["return_keys"],
+                               "detail": "The key has been claimed."}   # already claimed
     GET  /sim/webhooks                 # every delivery attempt
     POST /sim/config          {"webhook_url": "...", "duplicate_external_id": "return_existing"}
     POST /sim/reset           {"seed": 7}
@@ -138,6 +144,13 @@ class ConfigUpdate(_Body):
     notify_processing: bool | None = None
 
 
+class OrderHistory(_Body):
+    """Rewrite an order's past: deliveries `delivered_hours_ago` earlier, a pre-order."""
+
+    delivered_hours_ago: float | None = Field(default=None, ge=0)
+    preorder: bool | None = None
+
+
 class Reset(_Body):
     """`seed` absent: the seed the simulator was created with."""
 
@@ -150,6 +163,7 @@ def add_control_routes(app: web.Application) -> None:
         ("GET", "/sim/orders", list_orders),
         ("GET", "/sim/orders/{orderId}", show_order),
         ("POST", "/sim/orders/{orderId}/complete", complete_order),
+        ("POST", "/sim/orders/{orderId}/history", rewrite_history),
         ("GET", "/sim/faults", show_faults),
         ("DELETE", "/sim/faults", clear_faults),
         ("POST", "/sim/faults/latency", add_latency),
@@ -209,6 +223,20 @@ async def complete_order(request: web.Request) -> web.Response:
     if order.status != "processing":
         raise web.HTTPConflict(text=f"order is {order.status}")
     sim.webhooks.submit([sim.state.complete_now(order)])
+    return json_response(render_order(order))
+
+
+async def rewrite_history(request: web.Request) -> web.Response:
+    """Age an order's deliveries (the 24 h key-return rule) or make it a pre-order."""
+    body = await _parse(request, OrderHistory)
+    sim = _sim(request)
+    order = sim.state.orders.get(request.match_info["orderId"])
+    if order is None:
+        raise web.HTTPNotFound(text="no such order")
+    if body.delivered_hours_ago is not None:
+        sim.state.backdate(order, body.delivered_hours_ago * 3600)
+    if body.preorder is not None:
+        order.is_preorder = body.preorder
     return json_response(render_order(order))
 
 

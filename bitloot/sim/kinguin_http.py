@@ -108,7 +108,7 @@ def render_order(order: SimOrder, *, include_keys: bool = False) -> dict[str, An
         "storeId": 1,
         "createdAt": order.created_at.isoformat(),
         "totalQty": len(order.keys),
-        "isPreorder": False,
+        "isPreorder": order.is_preorder,
         "preorderReleaseDate": None,
         "products": products,
     }

@@ -26,6 +26,8 @@ from bitloot.sim.kinguin_rules import (
 
 DuplicateMode = Literal["constraint_violation", "order_failed", "return_existing"]
 Fate = Literal["completed", "canceled", "refunded"]
+# Kinguin refuses a key return more than 24 h after delivery (features/ReturnKeys.md).
+RETURN_WINDOW_SECONDS = 24 * 3600
 
 
 @dataclass
@@ -51,6 +53,7 @@ class SimKey:
     ready_at: float
     delivered_seq: int | None = None
     status: str = "PENDING"
+    delivered_at: float | None = None
 
 
 @dataclass
@@ -81,6 +84,8 @@ class SimOrder:
     keys: list[SimKey] = field(default_factory=list)
     status: str = "processing"
     updated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    is_preorder: bool = False
+    return_requested: bool = False
 
     @property
     def total_price(self) -> Decimal:
@@ -322,6 +327,48 @@ class KinguinSimState:
         self._delivery_seq += 1
         key.delivered_seq = self._delivery_seq
         key.status = "DELIVERED"
+        key.delivered_at = self._clock()
+
+    # --- returns ----------------------------------------------------------------------
+
+    def return_keys(self, order: SimOrder) -> list[SimKey]:
+        """`POST /v2/order/{id}/keys/return`: take back the delivered keys and refund them;
+        the order's keys afterwards. Refused (`NoKeysToReturn`, 400 **inferred**) for a second
+        request, a pre-order, a wholesale item, more than 24 h since delivery, or nothing
+        delivered. Undelivered keys are left as they are (Kinguin returns them once delivered,
+        which the simulator does not model)."""
+        if order.return_requested:
+            raise SimRejection(400, "NoKeysToReturn", "Only one return request per order.")
+        order.return_requested = True
+        delivered = [k for k in order.keys if k.status == "DELIVERED"]
+        if order.is_preorder:
+            raise SimRejection(400, "NoKeysToReturn", "Pre-orders cannot be returned.")
+        if any(line.qty > MAX_QTY for line in order.lines):
+            raise SimRejection(400, "NoKeysToReturn", "The order has a wholesale item.")
+        if not delivered:
+            raise SimRejection(400, "NoKeysToReturn", "No delivered keys to return.")
+        first = min(k.delivered_at or 0.0 for k in delivered)
+        if self._clock() - first > RETURN_WINDOW_SECONDS:
+            raise SimRejection(
+                400, "NoKeysToReturn", "More than 24 hours have passed since delivery."
+            )
+        for key in delivered:
+            key.status = "RETURNED"
+            key.line.offer.qty += 1  # back in stock
+            if key.type == "text/plain":
+                key.line.offer.text_qty += 1
+            self.balance += key.line.price
+        order.updated_at = datetime.now(UTC)
+        return list(order.keys)
+
+    def backdate(self, order: SimOrder, seconds: float) -> None:
+        """Make the order and its deliveries `seconds` older (for the 24 h return rule)."""
+        order.placed_at -= seconds
+        order.finish_at -= seconds
+        for key in order.keys:
+            key.ready_at -= seconds
+            if key.delivered_at is not None:
+                key.delivered_at -= seconds
 
     def _finish(self, order: SimOrder) -> StatusEvent:
         order.status = "completed"
