@@ -19,6 +19,13 @@ POINTS = (
     "after_upload",  # ciphertexts uploaded, delivery log not committed
 )
 
+# The same two moments in a key replacement's purchase (bitloot/fulfillment/replace.py),
+# named apart so a test can crash the replacement and not the order's first purchase.
+REPLACEMENT_POINTS = (
+    "replacement_before_place",  # replacement's marker committed, Kinguin order not placed
+    "replacement_after_place",  # replacement's Kinguin order placed, not yet recorded
+)
+
 
 def crash_point(name: str) -> None:
     """Die here (SIGKILL) if the environment asks for it; see the module docstring."""

@@ -15,6 +15,7 @@ clients get them whole from download-link). HEAD is implied by every GET.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import re
@@ -196,6 +197,10 @@ def _operation(d: Documented, refs: Mapping[_Key, dict[str, Any]]) -> dict[str, 
     doc["security"] = [{} if s is None else {s: []} for s in contract.accepts]
     doc["responses"] = {
         str(contract.ok.status): _success(contract.ok, refs),
+        **{
+            str(status): _success(dataclasses.replace(contract.ok, description=text), refs)
+            for status, text in contract.ok.also.items()
+        },
         **{str(status): _problem(status, text) for status, text in contract.problems.items()},
     }
     return doc

@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from decimal import Decimal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AwareDatetime,
@@ -301,3 +302,135 @@ class ResendOut(BaseModel):
         description="How many unexpired links of earlier delivery emails were revoked "
         "(they answer 401 from now on; the new email carries a fresh one)."
     )
+
+
+# --- settlements: refunds, accepted short payments, what is due ---------------------------
+
+Reference = Storable[
+    Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+]
+
+
+class RefundIn(BaseModel):
+    """Body of `POST /admin/orders/{id}/refund`: the payout already made in NOWPayments'
+    dashboard. `amount` (order currency, at most 2 decimals, a string preferably) defaults
+    to what the customer paid (`amountDue` of `GET /admin/refunds-due`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Reason
+    reference: Reference = Field(description="The payout's reference in NOWPayments.")
+    amount: Decimal | None = Field(
+        default=None,
+        gt=0,
+        max_digits=12,
+        decimal_places=2,
+        allow_inf_nan=False,
+        description="In the order's currency; more than 0, at most the order total.",
+    )
+
+
+class RefundOut(BaseModel):
+    """`POST /admin/orders/{id}/refund`: the refund recorded for the order (201 when this
+    call recorded it, 200 when it already was)."""
+
+    refundId: int
+    orderId: uuid.UUID
+    orderStatus: str
+    amount: str
+    currency: str
+    reference: str
+    reason: str
+    adminId: str
+    createdAt: datetime
+
+
+class AcceptanceOut(BaseModel):
+    """`POST /admin/orders/{id}/accept-payment`: the acceptance, and the order now paid
+    with its fulfillment queued (200 also when it already was accepted)."""
+
+    acceptanceId: int
+    orderId: uuid.UUID
+    orderStatus: str
+    fulfillmentStatus: str
+    amountReceived: str = Field(description="What arrived, in the order's currency.")
+    currency: str
+    adminId: str
+    reason: str
+    acceptedAt: datetime
+
+
+class RefundsDueQuery(BaseModel):
+    """`GET /admin/refunds-due` query: a position and a page size."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cursor: Cursor | None = Field(default=None, description="`nextCursor` of the previous page.")
+    limit: int = Field(default=50, ge=1, le=100, description="Page size.")
+
+
+class DueOrderOut(BaseModel):
+    """An order whose money an admin must settle (a row of the `refunds_due` view)."""
+
+    orderId: uuid.UUID
+    status: str
+    fulfillmentStatus: str
+    why: str
+    email: str
+    currency: str
+    totalAmount: str
+    amountDue: str = Field(
+        description="What a refund gives back by default, in the order's currency: the "
+        "total when a payment covered it, else what arrived (rounded down to cents)."
+    )
+    actuallyPaid: str | None = Field(description="What arrived in crypto (null: unknown).")
+    payCurrency: str | None
+    since: datetime
+
+
+class RefundsDuePageOut(BaseModel):
+    """`GET /admin/refunds-due`: newest first; `nextCursor` is null on the last page."""
+
+    items: list[DueOrderOut]
+    nextCursor: str | None
+
+
+# --- key replacement (admin) ------------------------------------------------------------
+
+ReplacementStatus = Literal["requested", "placed", "delivered", "failed"]
+
+
+class ReplaceKeyIn(BaseModel):
+    """`POST /admin/orders/{orderId}/keys/{keyId}/replace`: why the key is replaced."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Reason = Field(description="Why, for the audit log (1 to 500 characters).")
+
+
+class KeyReplacementOut(BaseModel):
+    """A key replacement: where it stands, never a key, a link or a data key."""
+
+    replacementId: int
+    orderId: uuid.UUID
+    keyId: str = Field(description="The faulty key.")
+    number: int = Field(description="The order's replacements are numbered 1, 2, ...")
+    status: ReplacementStatus = Field(
+        description="requested (queued or being bought), placed (bought at Kinguin, waiting "
+        "for the key), delivered (the new key is live, the faulty one revoked), failed (see "
+        "`error`; the faulty key stays live)."
+    )
+    orderExternalId: str = Field(description="The replacement's own Kinguin orderExternalId.")
+    kinguinOrderId: str | None
+    newKeyId: str | None = Field(description="The replacement key, once delivered.")
+    error: str | None = Field(description="Why it failed, when it did.")
+    adminId: str
+    reason: str
+    createdAt: datetime
+    updatedAt: datetime
+
+
+class KeyReplacementsOut(BaseModel):
+    """`GET /admin/orders/{orderId}/key-replacements`: every replacement of the order's keys."""
+
+    items: list[KeyReplacementOut]

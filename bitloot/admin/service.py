@@ -1,5 +1,6 @@
 """What admins may do to an order: retry a failed fulfillment, resend the delivery email
-(which revokes the links of the earlier emails).
+(which revokes the links of the earlier emails), refund it, accept a short payment (the
+rules of those two live in the payments domain; this adds the audit row).
 
 Each action locks the order, checks it is in a state the action fits, makes its change,
 queues its job and appends its `admin_audit_log` row, all on the caller's connection: the
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import psycopg
@@ -21,12 +23,16 @@ from bitloot.auth import order_tokens
 from bitloot.db.queries import QuerySet
 from bitloot.delivery.service import email_generation, queue_delivery_resend
 from bitloot.fulfillment import service as fulfillment
+from bitloot.payments import service as payments
 
 Q = QuerySet("bitloot.admin")
 Conn = psycopg.AsyncConnection[Any]
 
 RETRY_ACTION = "fulfillment.retry"
 RESEND_ACTION = "delivery_email.resend"
+REFUND_ACTION = "order.refund"
+ACCEPT_ACTION = "payment.accept"
+REPLACE_ACTION = "key.replace"
 
 
 @dataclass(frozen=True)
@@ -116,6 +122,90 @@ async def resend_delivery_email(
         },
     )
     return resend
+
+
+async def refund_order(
+    conn: Conn,
+    order_id: uuid.UUID,
+    *,
+    admin_id: str,
+    reason: str,
+    reference: str,
+    amount: Decimal | None,
+) -> payments.RefundDone:
+    """Record an order's refund and everything that follows it (`payments.refund_order`),
+    audited when this call made it (a repeat changes nothing, so audits nothing)."""
+    done = await payments.refund_order(
+        conn, order_id, admin_id=admin_id, reason=reason, reference=reference, amount=amount
+    )
+    if done.created:
+        refund = done.refund
+        await record_admin_action(
+            conn,
+            admin_id=admin_id,
+            action=REFUND_ACTION,
+            order_id=order_id,
+            reason=reason,
+            details={
+                "refundId": refund.id,
+                "amount": str(refund.amount),
+                "currency": refund.currency,
+                "reference": refund.reference,
+                "amountGiven": amount is not None,
+                "fromStatus": done.from_status,
+                "fromFulfillmentStatus": done.from_fulfillment_status,
+                "revokedKeys": done.revoked_keys,
+                "revokedLinks": done.revoked_links,
+            },
+        )
+    return done
+
+
+async def accept_payment(
+    conn: Conn, order_id: uuid.UUID, *, admin_id: str, reason: str
+) -> payments.AcceptanceDone:
+    """Accept an underpaid order's payment (`payments.accept_payment`): paid, fulfillment
+    queued, audited when this call made it."""
+    done = await payments.accept_payment(conn, order_id, admin_id=admin_id, reason=reason)
+    if done.created:
+        await record_admin_action(
+            conn,
+            admin_id=admin_id,
+            action=ACCEPT_ACTION,
+            order_id=order_id,
+            reason=reason,
+            details={
+                "acceptanceId": done.acceptance.id,
+                "received": str(done.received),
+                "currency": done.currency,
+            },
+        )
+    return done
+
+
+async def replace_key(
+    conn: Conn, order_id: uuid.UUID, key_id: str, *, admin_id: str, reason: str
+) -> tuple[fulfillment.Replacement, bool]:
+    """Queue the replacement of one faulty key (`fulfillment.request_replacement`), audited
+    when this call made it: (the replacement, whether it is new)."""
+    found, created = await fulfillment.request_replacement(
+        conn, order_id, key_id, admin_id=admin_id, reason=reason
+    )
+    if created:
+        await record_admin_action(
+            conn,
+            admin_id=admin_id,
+            action=REPLACE_ACTION,
+            order_id=order_id,
+            reason=reason,
+            details={
+                "keyId": key_id,
+                "replacementId": found.id,
+                "number": found.number,
+                "orderExternalId": found.external_id,
+            },
+        )
+    return found, created
 
 
 async def record_admin_action(

@@ -1,7 +1,8 @@
 """Customer access to delivered keys: the order's delivery status, and download links.
 
 Ownership is part of every query (`bitloot.orders.service.Access`), so an order the caller
-may not see is indistinguishable from one that does not exist. Issuing links records one
+may not see is indistinguishable from one that does not exist. Only live keys are listed
+and served (a revoked key, replaced or refunded, never is). Issuing links records one
 access event per key and marks the keys accessed, in the caller's transaction: a link is
 never handed out without its record. Functions take the connection and never commit.
 """
@@ -29,7 +30,7 @@ from bitloot.orders.service import Access
 from bitloot.storage.base import ObjectStorage
 from bitloot.text import printable_text
 from bitloot.vault.crypto import ALGORITHM, MasterKeyRing, unwrap_data_key
-from bitloot.web.errors import ApiError, Conflict
+from bitloot.web.errors import ApiError, Conflict, NotFound
 
 Q = QuerySet("bitloot.fulfillment", "access_queries.sql")
 Conn = psycopg.AsyncConnection[Any]
@@ -52,7 +53,8 @@ class OrderNotFulfilled(Conflict):
 
 
 class KeysGone(ApiError):
-    """410: the keys can no longer be downloaded (expired, deleted, or the order refunded)."""
+    """410: the keys can no longer be downloaded (expired, deleted, revoked, or the order
+    refunded)."""
 
     status = 410
     slug = "keys-gone"
@@ -60,6 +62,20 @@ class KeysGone(ApiError):
 
     def __init__(self, detail: str, keys: list[dict[str, str]] | None = None) -> None:
         super().__init__(detail, extras={"keys": keys or []})
+
+
+class KeyReplaced(ApiError):
+    """410: this key was replaced by an admin (it was faulty); `replacedBy` is the new one."""
+
+    status = 410
+    slug = "key-replaced"
+    title = "Key replaced"
+
+    def __init__(self, key_id: str, replaced_by: str | None) -> None:
+        super().__init__(
+            "This key was replaced by a new one; ask for the order's links again to get it.",
+            extras={"keyId": key_id, "replacedBy": replaced_by},
+        )
 
 
 @dataclass(frozen=True)
@@ -88,6 +104,8 @@ class _KeyRow:
     wrapped_data_key: bytes
     master_key_id: str
     status: str
+    revoked_reason: str | None
+    replaced_by: str | None
 
 
 def _params(order_id: uuid.UUID, access: Access) -> dict[str, Any]:
@@ -121,9 +139,12 @@ async def issue_download_links(
     ring: MasterKeyRing,
     storage: ObjectStorage,
     ttl_seconds: int,
+    key_id: str | None = None,
 ) -> DownloadLinksOut | None:
-    """Signed URLs and data keys for every key of a fulfilled order, with the access
-    recorded; None when missing or not visible, `OrderNotFulfilled` or `KeysGone` else."""
+    """Signed URLs and data keys for every live key of a fulfilled order (or only `key_id`),
+    with the access recorded; None when missing or not visible, `OrderNotFulfilled`,
+    `KeysGone`, `KeyReplaced` or (no such key) `NotFound` else. A revoked key (replaced,
+    or its order refunded) is never served."""
     cur = await conn.execute(Q["order_for_download"], _params(order_id, access))
     order = await cur.fetchone()
     if order is None:
@@ -135,9 +156,11 @@ async def issue_download_links(
         raise OrderNotFulfilled(status, fulfillment_status)
     async with conn.cursor(row_factory=class_row(_KeyRow)) as kcur:
         await kcur.execute(Q["keys_for_download"], {"order_id": order_id})
-        keys = await kcur.fetchall()
+        keys = _live_keys(await kcur.fetchall(), key_id)
     # All or nothing: the keys of an order share one retention period, so a partial answer
-    # only follows a manual change, and would read like a complete delivery.
+    # only follows a manual change, and would read like a complete delivery. (A replacement
+    # key starts a retention period of its own: once the first keys expire, `?keyId=` still
+    # serves it.)
     gone = [{"keyId": k.key_id, "status": k.status} for k in keys if k.status not in AVAILABLE]
     if gone:
         raise KeysGone("The order's keys have expired and are no longer available.", gone)
@@ -158,6 +181,24 @@ async def issue_download_links(
     return DownloadLinksOut(
         orderId=order_id, expiresAt=datetime.fromtimestamp(expires_at, UTC), keys=links
     )
+
+
+def _live_keys(keys: list[_KeyRow], key_id: str | None) -> list[_KeyRow]:
+    """The keys to serve: every live one, or the one asked for if it is live."""
+    if key_id is not None:
+        asked = next((k for k in keys if k.key_id == key_id), None)
+        if asked is None:
+            raise NotFound("The order has no such key.")
+        keys = [asked]
+    revoked = [k for k in keys if k.revoked_reason is not None]
+    if key_id is not None and revoked:
+        if revoked[0].revoked_reason == "replaced":
+            raise KeyReplaced(key_id, revoked[0].replaced_by)
+        raise KeysGone(f"The key was revoked ({revoked[0].revoked_reason}).")
+    live = [k for k in keys if k.revoked_reason is None]
+    if keys and not live:
+        raise KeysGone("The order's keys were revoked and are no longer available.")
+    return live
 
 
 async def _link(

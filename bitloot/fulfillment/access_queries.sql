@@ -1,13 +1,13 @@
 -- name: fulfillment_status
 -- Ownership is decided here (bitloot_order_visible): anyone else gets no row, exactly like
--- a missing order.
+-- a missing order. Only live keys are listed (a replaced or refunded key is revoked).
 SELECT o.id, o.status, o.fulfillment_status,
        greatest(o.updated_at, max(k.updated_at)) AS updated_at,
        coalesce(json_agg(json_build_object('keyId', k.key_id, 'status', k.status)
                          ORDER BY k.created_at, k.key_id)
                 FILTER (WHERE k.key_id IS NOT NULL), '[]'::json) AS keys
   FROM orders o
-  LEFT JOIN key_delivery_logs k ON k.order_id = o.id
+  LEFT JOIN key_delivery_logs k ON k.order_id = o.id AND k.revoked_at IS NULL
  WHERE o.id = %(order_id)s
    AND bitloot_order_visible(o.id, o.user_id, %(is_admin)s, %(user_id)s, %(token_order_id)s)
  GROUP BY o.id;
@@ -23,13 +23,18 @@ SELECT o.status, o.fulfillment_status
 -- name: keys_for_download
 -- Locked so the expiry job cannot expire or delete a key between this read and the
 -- access record; a key past expires_at counts as expired even before that job has run.
-SELECT key_id, object_key, content_type, wrapped_data_key, master_key_id,
-       CASE WHEN status IN ('stored', 'accessed') AND expires_at <= now() THEN 'expired'
-            ELSE status END AS status
-  FROM key_delivery_logs
- WHERE order_id = %(order_id)s
- ORDER BY created_at, key_id
-   FOR UPDATE;
+-- Revoked keys too (the caller serves only live ones), with the key that replaced each.
+SELECT k.key_id, k.object_key, k.content_type, k.wrapped_data_key, k.master_key_id,
+       CASE WHEN k.status IN ('stored', 'accessed') AND k.expires_at <= now() THEN 'expired'
+            ELSE k.status END AS status,
+       k.revoked_reason,
+       (SELECT n.key_id FROM key_delivery_logs n
+         WHERE n.order_id = k.order_id AND n.replaces_key_id = k.key_id
+         ORDER BY n.created_at LIMIT 1) AS replaced_by
+  FROM key_delivery_logs k
+ WHERE k.order_id = %(order_id)s
+ ORDER BY k.created_at, k.key_id
+   FOR UPDATE OF k;
 
 -- name: record_key_access
 -- One statement: mark the keys accessed and append one access event per key.

@@ -44,9 +44,12 @@ def to_row(call: KinguinCall) -> repository.KinguinCallRow:
 
 
 @asynccontextmanager
-async def recording(res: Resources, order_id: uuid.UUID) -> AsyncIterator[None]:
-    """Record every Kinguin call made inside the block for `order_id`, in one insert at the
-    end. A failure to insert is logged and never hides the pass's own outcome or error."""
+async def recording(
+    res: Resources, order_id: uuid.UUID, *, replacement_id: int | None = None
+) -> AsyncIterator[None]:
+    """Record every Kinguin call made inside the block for `order_id` (and the key
+    replacement `replacement_id`, if the calls are for one), in one insert at the end. A
+    failure to insert is logged and never hides the pass's own outcome or error."""
     calls: list[KinguinCall] = []
     try:
         with observe_calls(calls.append):
@@ -56,7 +59,7 @@ async def recording(res: Resources, order_id: uuid.UUID) -> AsyncIterator[None]:
             try:
                 async with res.pool.connection() as conn, conn.transaction():
                     await repository.insert_kinguin_calls(
-                        conn, order_id, [to_row(c) for c in calls]
+                        conn, order_id, [to_row(c) for c in calls], replacement_id
                     )
             except Exception:
                 log.exception("fulfillment.kinguin_calls_not_recorded", calls=len(calls))

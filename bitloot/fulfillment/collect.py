@@ -30,6 +30,36 @@ async def store_keys(
     before the final commit leaves nothing recorded and the retry simply does it again; the
     commit is the single point where the order becomes fulfilled.
     """
+    stored = await seal_and_upload(res, order_id, keys)
+    log.info("fulfillment.keys_stored", keys=len(stored))
+    crash_point("after_upload")
+
+    async with res.pool.connection() as conn, conn.transaction():
+        await set_actor(
+            conn, "worker", f"{len(stored)} key(s) from Kinguin {kinguin_order.order_id}"
+        )
+        state = await repository.lock_order(conn, order_id)
+        if state is None or state.status != "paid" or state.fulfillment_status != "processing":
+            log.info("fulfillment.already_done")
+            return
+        await repository.update_kinguin_status(conn, order_id, "completed")
+        seconds = await repository.record_keys_and_fulfill(
+            conn, order_id, stored, res.settings.key_retention_days
+        )
+        await queue_delivery_email(conn, order_id)
+    if seconds is not None:
+        TIME_TO_KEY.observe(seconds)
+    log.info("fulfillment.fulfilled", keys=len(stored), seconds_to_key=seconds)
+
+
+async def seal_and_upload(
+    res: Resources, order_id: uuid.UUID, keys: list[Key]
+) -> list[repository.StoredKey]:
+    """Encrypt each key (a fresh data key, the order and key ids bound) and upload its
+    ciphertext to `orders/{orderId}/{keyId}.bin`; what the delivery log must record.
+
+    The object name depends only on the ids, so a retry overwrites what a crashed attempt
+    uploaded: nothing is left behind that no row points to for long."""
     stored: list[repository.StoredKey] = []
     for key in keys:
         sealed = seal_key(key.plaintext(), order_id=order_id, key_id=key.id, ring=res.ring)
@@ -50,22 +80,4 @@ async def store_keys(
                 master_key_id=sealed.master_key_id,
             )
         )
-    log.info("fulfillment.keys_stored", keys=len(stored))
-    crash_point("after_upload")
-
-    async with res.pool.connection() as conn, conn.transaction():
-        await set_actor(
-            conn, "worker", f"{len(stored)} key(s) from Kinguin {kinguin_order.order_id}"
-        )
-        state = await repository.lock_order(conn, order_id)
-        if state is None or state.status != "paid" or state.fulfillment_status != "processing":
-            log.info("fulfillment.already_done")
-            return
-        await repository.update_kinguin_status(conn, order_id, "completed")
-        seconds = await repository.record_keys_and_fulfill(
-            conn, order_id, stored, res.settings.key_retention_days
-        )
-        await queue_delivery_email(conn, order_id)
-    if seconds is not None:
-        TIME_TO_KEY.observe(seconds)
-    log.info("fulfillment.fulfilled", keys=len(stored), seconds_to_key=seconds)
+    return stored

@@ -1,7 +1,9 @@
 """Applying a Kinguin order webhook: stored once, stale events ignored, work enqueued as a hint.
 
-The webhook only says "look again": the fulfillment job re-reads the order from the API
-before acting, so a forged or stale event can at most cause one extra read. It never buys.
+The webhook only says "look again": the fulfillment job (or, for the Kinguin order of a
+key replacement, whose orderExternalId is `<order id>-r<number>`, the `replace_key` job)
+re-reads the order from the API before acting, so a forged or stale event can at most
+cause one extra read. It never buys.
 An event dated in the future is not trusted as the watermark (`MAX_CLOCK_SKEW`).
 """
 
@@ -12,7 +14,7 @@ from typing import Any
 
 import psycopg
 
-from bitloot.fulfillment import repository
+from bitloot.fulfillment import replace, repository
 from bitloot.fulfillment.service import defer_fulfillment
 from bitloot.inbox import service as inbox
 from bitloot.inbox.service import EventOutcome, Outcome
@@ -53,6 +55,11 @@ async def apply_order_status(conn: Conn, event: OrderStatusEvent) -> EventOutcom
         conn, event.order_id, inbox.order_uuid(event.order_external_id)
     )
     if order is None:
+        replacement = await replace.replacement_for_event(
+            conn, event.order_id, event.order_external_id
+        )
+        if replacement is not None:
+            return await _look_again_at_replacement(conn, replacement, event)
         return EventOutcome(Outcome.UNKNOWN_ORDER, needs_attention=True)
     recorded_id = order.kinguin_order_id
     if recorded_id is not None and recorded_id != event.order_id:
@@ -105,3 +112,23 @@ async def _look_again(
     await defer_fulfillment(conn, order.id)
     outcome = Outcome.fulfillment_enqueued(event.status)
     return EventOutcome(outcome, order_id=order.id, enqueued=True)
+
+
+async def _look_again_at_replacement(
+    conn: Conn, replacement: replace.EventReplacement, event: OrderStatusEvent
+) -> EventOutcome:
+    """An event about a key replacement's Kinguin order: queue its job unless there is
+    nothing to do. No watermark: the job re-reads the order from the API anyway."""
+    order_id = replacement.order_id
+    recorded_id = replacement.kinguin_order_id
+    if recorded_id is not None and recorded_id != event.order_id:
+        return EventOutcome(Outcome.OTHER_KINGUIN_ORDER, needs_attention=True, order_id=order_id)
+    if replacement.status in ("delivered", "failed"):
+        attention = event.status in ("canceled", "refunded")
+        return EventOutcome(
+            Outcome.REPLACEMENT_SETTLED, needs_attention=attention, order_id=order_id
+        )
+    if event.status == "processing":
+        return EventOutcome(Outcome.REPLACEMENT_NOTED, order_id=order_id)
+    await replace.defer_replacement(conn, replacement.id)
+    return EventOutcome(Outcome.REPLACEMENT_ENQUEUED, order_id=order_id, enqueued=True)

@@ -28,6 +28,18 @@ class FulfillmentStatusOut(BaseModel):
     updatedAt: datetime
 
 
+class DownloadLinkQuery(BaseModel):
+    """`GET /fulfillment/{orderId}/download-link` query."""
+
+    keyId: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Only this key: 404 when the order has no such key, 410 when it was "
+        "replaced (`replacedBy` names the new key) or revoked. Without it: every live key.",
+    )
+
+
 class KeyLinkOut(BaseModel):
     """Where one key's ciphertext is and the data key that opens it (see CONTRACT.md)."""
 

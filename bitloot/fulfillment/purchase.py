@@ -21,6 +21,11 @@ on every order and lets us search by it. So, per order:
 
 A Kinguin order that Kinguin itself canceled or refunded is not bought again (that would
 need a new `orderExternalId`): the order fails for an admin to refund.
+
+A key replacement (`replace`) buys under the same rule with its own `orderExternalId`
+(`<order id>-r<number>`, never the order id): its marker is
+`key_replacements.placement_started_at`, its record `key_replacements.kinguin_order_id`, and
+steps 2 and 3 are this module's `find_or_place`, shared with the first purchase.
 """
 
 from __future__ import annotations
@@ -58,31 +63,49 @@ async def mark_started(conn: repository.Conn, order_id: uuid.UUID) -> None:
 async def place_once(
     res: Resources, order_id: uuid.UUID, lines: list[repository.OrderLine], *, may_exist: bool
 ) -> Order:
-    """Steps 2 to 4: find the order an earlier attempt placed, or place it; record it.
+    """Steps 2 to 4 for the order's first purchase: find the order an earlier attempt
+    placed, or place it; record it.
 
     `PurchaseRefused` when Kinguin will not sell; retryable Kinguin errors propagate (the
     job retries, and the marker makes the retry look up before buying).
     """
-    kinguin = res.kinguin_client
-    external_id = str(order_id)
-    existing = await kinguin.find_order_by_external_id(external_id) if may_exist else None
-    if existing is not None:
-        log.info("kinguin.order_recovered", kinguin_order_id=existing.order_id)
-        placed = existing
-    else:
-        crash_point("before_place")
-        try:
-            placed = await kinguin.place_order(
-                _products(lines), external_id, recover=recover_placed(kinguin, external_id)
-            )
-        except KinguinPermanentError as exc:
-            raise PurchaseRefused(exc.kind, exc.status, exc.detail) from None
-        log.info("kinguin.order_placed", kinguin_order_id=placed.order_id)
-        crash_point("after_place")
+    placed = await find_or_place(
+        res.kinguin_client, str(order_id), products_for(lines), may_exist=may_exist
+    )
     async with res.pool.connection() as conn, conn.transaction():
         await repository.record_kinguin_order(
             conn, order_id, placed.order_id, placed.status, placed.payment_price
         )
+    return placed
+
+
+async def find_or_place(
+    kinguin: KinguinClient,
+    external_id: str,
+    products: list[OrderProductRequest],
+    *,
+    may_exist: bool,
+    chaos: str = "",
+) -> Order:
+    """Steps 2 and 3 for any `orderExternalId`: the order an earlier attempt placed (looked
+    up only when `may_exist`, i.e. the caller's marker was already committed), or a new
+    one. The caller records it (step 4). `chaos` prefixes the names of the crash points.
+
+    `PurchaseRefused` when Kinguin will not sell; retryable Kinguin errors propagate.
+    """
+    existing = await kinguin.find_order_by_external_id(external_id) if may_exist else None
+    if existing is not None:
+        log.info("kinguin.order_recovered", kinguin_order_id=existing.order_id)
+        return existing
+    crash_point(f"{chaos}before_place")
+    try:
+        placed = await kinguin.place_order(
+            products, external_id, recover=recover_placed(kinguin, external_id)
+        )
+    except KinguinPermanentError as exc:
+        raise PurchaseRefused(exc.kind, exc.status, exc.detail) from None
+    log.info("kinguin.order_placed", kinguin_order_id=placed.order_id)
+    crash_point(f"{chaos}after_place")
     return placed
 
 
@@ -103,7 +126,9 @@ def recover_placed(kinguin: KinguinClient, external_id: str) -> RecoverHook:
     return recover
 
 
-def _products(lines: list[repository.OrderLine]) -> list[OrderProductRequest]:
+def products_for(lines: list[repository.OrderLine]) -> list[OrderProductRequest]:
+    """What to ask Kinguin for: each line's product and quantity, at most its `max_cost`
+    per unit, text keys only for a text-only product."""
     return [
         OrderProductRequest(
             product_id=line.product_id,

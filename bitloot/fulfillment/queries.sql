@@ -52,10 +52,10 @@ VALUES (%(order_id)s, %(key_id)s, %(product_id)s, %(object_key)s, %(content_type
 ON CONFLICT (order_id, key_id) DO NOTHING;
 
 -- name: insert_kinguin_call
-INSERT INTO kinguin_calls (order_id, endpoint, attempt, outcome, http_status, error_code,
-                           latency_ms)
-VALUES (%(order_id)s, %(endpoint)s, %(attempt)s, %(outcome)s, %(http_status)s,
-        %(error_code)s, %(latency_ms)s);
+INSERT INTO kinguin_calls (order_id, replacement_id, endpoint, attempt, outcome, http_status,
+                           error_code, latency_ms)
+VALUES (%(order_id)s, %(replacement_id)s, %(endpoint)s, %(attempt)s, %(outcome)s,
+        %(http_status)s, %(error_code)s, %(latency_ms)s);
 
 -- name: mark_fulfilled
 UPDATE orders SET status = 'fulfilled', fulfillment_status = 'fulfilled'

@@ -172,15 +172,20 @@ class KinguinCallRow:
 
 
 async def insert_kinguin_calls(
-    conn: Conn, order_id: uuid.UUID, calls: list[KinguinCallRow]
+    conn: Conn,
+    order_id: uuid.UUID,
+    calls: list[KinguinCallRow],
+    replacement_id: int | None = None,
 ) -> None:
-    """Append the calls of one pass, in the order they were made."""
+    """Append the calls of one pass, in the order they were made (for a key replacement's
+    pass, marked with it)."""
     async with conn.cursor() as cur:
         await cur.executemany(
             Q["insert_kinguin_call"],
             [
                 {
                     "order_id": order_id,
+                    "replacement_id": replacement_id,
                     "endpoint": c.endpoint,
                     "attempt": c.attempt,
                     "outcome": c.outcome,

@@ -1,8 +1,10 @@
-"""Customer fulfillment endpoints: status and download links.
+"""Fulfillment endpoints: status and download links for customers (key replacement is
+an admin action: `bitloot.admin.routes`).
 
-Both answer the order's owner (user JWT `sub`), a token for the order, or an admin; any
-other valid token gets the same 404 as a missing order. The download-link response is a
-set of capabilities: it is never logged or cached, and each issue is recorded per key.
+Status and download-link answer the order's owner (user JWT `sub`), a token for the order,
+or an admin; any other valid token gets the same 404 as a missing order. The download-link
+response is a set of capabilities: it is never logged or cached, and each issue is
+recorded per key. Only live keys are served: a replaced key's link is 410.
 """
 
 from __future__ import annotations
@@ -11,12 +13,17 @@ import structlog
 from aiohttp import hdrs, web
 
 from bitloot.fulfillment import access
-from bitloot.fulfillment.models import DownloadLinksOut, FulfillmentStatusOut
+from bitloot.fulfillment.models import (
+    DownloadLinkQuery,
+    DownloadLinksOut,
+    FulfillmentStatusOut,
+)
 from bitloot.orders.service import Access
+from bitloot.text import is_storable
 from bitloot.web import ratelimit
 from bitloot.web.context import resources
 from bitloot.web.contract import Ok, authenticated, operation
-from bitloot.web.errors import NotFound
+from bitloot.web.errors import NotFound, UnprocessableEntity
 from bitloot.web.ids import NO_ORDER, ORDER_ID, parse_order_id
 from bitloot.web.problems import RATE_LIMITED
 
@@ -24,6 +31,7 @@ routes = web.RouteTableDef()
 log = structlog.get_logger(__name__)
 
 NO_STORE = {"Cache-Control": "no-store"}
+MAX_KEY_ID = 200
 
 
 @routes.get("/fulfillment/{order_id}/status")
@@ -56,11 +64,19 @@ async def fulfillment_status(request: web.Request) -> web.Response:
     security="bearer",
     before=(ratelimit.limit_download_by_address,),  # before the token, so guessing costs
     params=(ORDER_ID,),
-    ok=Ok(200, "One link per key; each issue is recorded.", DownloadLinksOut),
+    query=DownloadLinkQuery,
+    ok=Ok(
+        200,
+        "One link per live key (or the one asked for); each issue is recorded.",
+        DownloadLinksOut,
+    ),
     problems={
-        404: NO_ORDER,
+        404: f"{NO_ORDER} With `keyId`: the order has no such key.",
         409: "The order is not fulfilled yet (`orderStatus`, `fulfillmentStatus`).",
-        410: "The keys are gone: the order was refunded, or they expired.",
+        410: "The keys are gone: the order was refunded, or they expired; with `keyId`, "
+        "that key was replaced (problem type `key-replaced`, `replacedBy` names the new key) "
+        "or revoked.",
+        422: "`keyId` is empty, too long or not text.",
         429: RATE_LIMITED,
     },
 )
@@ -70,6 +86,7 @@ async def download_link(request: web.Request) -> web.Response:
     principal = authenticated(request)
     await ratelimit.limit_download_by_principal(request, principal)
     order_id = parse_order_id(request)
+    key_id = _key_id_query(request)
     requester = access.Requester.of(
         principal,
         ratelimit.client_address(request, ctx.settings),
@@ -84,9 +101,10 @@ async def download_link(request: web.Request) -> web.Response:
             ring=ctx.ring,
             storage=ctx.storage,
             ttl_seconds=ctx.settings.signed_url_ttl,
+            key_id=key_id,
         )
     if links is None:
-        raise NotFound("No such order.")
+        raise NotFound("No such order." if key_id is None else "No such order or key.")
     if principal.is_admin:
         log.warning(
             "fulfillment.admin_override",
@@ -102,3 +120,16 @@ async def download_link(request: web.Request) -> web.Response:
             keys=len(links.keys),
         )
     return web.json_response(links.model_dump(mode="json"), headers=NO_STORE)
+
+
+def _key_id_query(request: web.Request) -> str | None:
+    """The optional `keyId` query parameter: 422 when repeated, empty, too long or not text."""
+    values = request.query.getall("keyId", [])
+    if not values:
+        return None
+    value = values[0]
+    if len(values) > 1 or not 1 <= len(value) <= MAX_KEY_ID or not is_storable(value):
+        raise UnprocessableEntity(
+            [{"loc": ["query", "keyId"], "msg": "one key id of 1 to 200 characters"}]
+        )
+    return value

@@ -19,7 +19,8 @@ import structlog
 
 from bitloot.chaos import crash_point
 from bitloot.db.connect import set_actor, set_reason
-from bitloot.fulfillment import calls, purchase, repository
+from bitloot.delivery.service import queue_notice
+from bitloot.fulfillment import calls, purchase, replace, repository, returns
 from bitloot.fulfillment.collect import store_keys
 from bitloot.kinguin.errors import KinguinPermanentError
 from bitloot.kinguin.models import Order
@@ -28,6 +29,13 @@ from bitloot.resources import Resources
 
 log = structlog.get_logger(__name__)
 Conn = psycopg.AsyncConnection[Any]
+
+# Key replacements (`replace`), for other domains: request one, list an order's.
+Replacement = replace.Replacement
+ReplacementNotFound = replace.ReplacementNotFound
+NotReplaceable = replace.NotReplaceable
+request_replacement = replace.request_replacement
+replacements_of = replace.replacements_of
 
 FULFILL_TASK = "fulfill_order"
 MAX_POLL_DELAY = 300.0
@@ -58,6 +66,26 @@ async def defer_fulfillment(
         options["queueing_lock"] = f"poll:{order_id}"
     # By name: the task lives in `tasks`, which calls this module (no import cycle).
     deferrer = queue_app.configure_task(FULFILL_TASK, allow_unknown=False, **options)
+    await deferrer.defer_async(order_id=str(order_id))
+
+
+async def revoke_keys(conn: Conn, order_id: uuid.UUID, reason: str) -> int:
+    """Revoke the order's live keys (reason `refunded` or `replaced`) in the caller's
+    transaction: download-link serves them no more; their objects go with the retention
+    rule (`expire_keys`). How many were revoked."""
+    return await returns.revoke_keys(conn, order_id, reason)
+
+
+async def defer_key_return(conn: Conn, order_id: uuid.UUID) -> None:
+    """Enqueue the Kinguin key return of a refunded order on the caller's connection
+    (`returns.return_kinguin_keys`), under the order's lock so it never runs beside a
+    fulfillment pass."""
+    deferrer = queue_app.configure_task(
+        returns.RETURN_TASK,
+        allow_unknown=False,
+        connection=conn,
+        lock=fulfillment_lock(order_id),
+    )
     await deferrer.defer_async(order_id=str(order_id))
 
 
@@ -154,8 +182,7 @@ async def _wait_for_keys(res: Resources, order_id: uuid.UUID, kinguin_order: Ord
                 f"{reason} order {kinguin_order.order_id} (limit BITLOOT_KINGUIN_MAX_POLLS="
                 f"{settings.kinguin_max_polls})",
             )
-            await repository.mark_failed(conn, order_id, reason)
-            log.warning("fulfillment.failed", reason=reason)
+            await _give_up(conn, order_id, reason)
             return
         delay = min(settings.kinguin_poll_interval * 2 ** (polls - 1), MAX_POLL_DELAY)
         try:
@@ -177,7 +204,17 @@ async def fail(
         await set_actor(conn, "worker", reason)
         if kinguin_status is not None:
             await repository.update_kinguin_status(conn, order_id, kinguin_status)
-        await repository.mark_failed(conn, order_id, reason)
+        await _give_up(conn, order_id, reason)
+
+
+async def _give_up(conn: Conn, order_id: uuid.UUID, reason: str) -> None:
+    """Kinguin could not deliver: `failed` for an admin (retry or refund), and the customer
+    told in the same transaction that keys or a refund will follow (once per order).
+
+    A failure for want of payment evidence is not announced: the customer may not have
+    paid at all, and an admin decides."""
+    await repository.mark_failed(conn, order_id, reason)
+    await queue_notice(conn, order_id, "undeliverable")
     log.warning("fulfillment.failed", reason=reason)
 
 

@@ -1,4 +1,4 @@
-"""The fulfillment domain's jobs: `fulfill_order` and the periodic key expiry.
+"""The fulfillment domain's jobs: `fulfill_order`, `replace_key` and the periodic key expiry.
 
 Thin: each job takes its process's resources and calls the service, which holds the rules.
 """
@@ -11,7 +11,7 @@ import psycopg
 import structlog
 from procrastinate import JobContext, RetryStrategy
 
-from bitloot.fulfillment import service
+from bitloot.fulfillment import replace, service
 from bitloot.kinguin.errors import KinguinRetryableError
 from bitloot.queue import FULFILLMENT_QUEUE, MAINTENANCE_QUEUE, queue_app
 from bitloot.resources import current
@@ -48,6 +48,32 @@ async def fulfill_order(context: JobContext, order_id: str) -> None:
         raise
     finally:
         structlog.contextvars.unbind_contextvars("order_id", "job_id")
+
+
+@queue_app.task(
+    name=replace.REPLACE_TASK,
+    queue=FULFILLMENT_QUEUE,
+    pass_context=True,
+    retry=RetryStrategy(
+        max_attempts=MAX_ATTEMPTS, exponential_wait=2, retry_exceptions=set(RETRYABLE)
+    ),
+)
+async def replace_key(context: JobContext, replacement_id: int) -> None:
+    """Buy, store and deliver one key replacement (`replace.run_replacement`); after the
+    last retryable failure the replacement is failed for an admin, never left hanging."""
+    res = current()
+    structlog.contextvars.bind_contextvars(replacement_id=replacement_id, job_id=context.job.id)
+    try:
+        await replace.run_replacement(res, replacement_id)
+    except RETRYABLE as exc:
+        if context.job.attempts + 1 >= MAX_ATTEMPTS:
+            reason = f"gave up after {MAX_ATTEMPTS} attempts: {type(exc).__name__}"
+            await replace.fail_replacement(res, replacement_id, reason)
+            return
+        log.warning("replacement.retry", error=type(exc).__name__, attempt=context.job.attempts)
+        raise
+    finally:
+        structlog.contextvars.unbind_contextvars("replacement_id", "job_id")
 
 
 @queue_app.periodic(cron="17 * * * *", periodic_id="expire_keys")

@@ -136,7 +136,9 @@ def uuid_path(name: str, what: str) -> Param:
 @dataclass(frozen=True)
 class Ok:
     """The success answer: a `model` (JSON), a raw `schema` of `media_type`, or no body
-    (`media_type=None`); `headers` it always carries, by name, with their descriptions."""
+    (`media_type=None`); `headers` it always carries, by name, with their descriptions.
+    `also`: other success statuses with the same body, each with what it means (e.g. 200
+    for a repeated request that found what the first one created)."""
 
     status: int
     description: str
@@ -144,6 +146,7 @@ class Ok:
     media_type: str | None = JSON
     schema: Mapping[str, Any] | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    also: Mapping[int, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
