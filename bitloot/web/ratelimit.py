@@ -30,6 +30,7 @@ Q = QuerySet("bitloot.web")
 log = structlog.get_logger(__name__)
 
 PERIOD_SECONDS = 60.0
+HOUR_SECONDS = 3600.0
 PRUNE_ONE_IN = 500
 PRUNE_BATCH = 1000
 # An IPv6 client usually holds a whole /64: limit the network, not each of its addresses.
@@ -44,15 +45,18 @@ class Verdict:
     retry_after: float = 0.0
 
 
-async def take(pool: AsyncConnectionPool, bucket: str, per_minute: int) -> Verdict:
-    """Count one request against `bucket` (limit `per_minute`, 0 = unlimited)."""
+async def take(
+    pool: AsyncConnectionPool, bucket: str, per_minute: int, *, period: float = PERIOD_SECONDS
+) -> Verdict:
+    """Count one request against `bucket` (limit `per_minute`, 0 = unlimited). A `period`
+    other than a minute makes it a limit per that many seconds (bursts of the same number)."""
     if per_minute <= 0:
         return Verdict(allowed=True)
-    interval = PERIOD_SECONDS / per_minute
+    interval = period / per_minute
     async with pool.connection() as conn:
         cur = await conn.execute(
             Q["take_from_bucket"],
-            {"bucket": bucket, "interval": interval, "period": PERIOD_SECONDS},
+            {"bucket": bucket, "interval": interval, "period": period},
         )
         row = await cur.fetchone()
         if secrets.randbelow(PRUNE_ONE_IN) == 0:
@@ -62,9 +66,16 @@ async def take(pool: AsyncConnectionPool, bucket: str, per_minute: int) -> Verdi
     return Verdict(allowed=bool(row[0]), retry_after=float(row[1]))
 
 
-async def enforce(request: web.Request, rule: str, subject: str, per_minute: int) -> None:
+async def enforce(
+    request: web.Request,
+    rule: str,
+    subject: str,
+    per_minute: int,
+    *,
+    period: float = PERIOD_SECONDS,
+) -> None:
     """Count the request in bucket `rule:subject`; `TooManyRequests` when over the limit."""
-    verdict = await take(resources(request).pool, f"{rule}:{subject}", per_minute)
+    verdict = await take(resources(request).pool, f"{rule}:{subject}", per_minute, period=period)
     if not verdict.allowed:
         log.info("ratelimit.exceeded", rule=rule, retry_after=round(verdict.retry_after, 3))
         raise TooManyRequests(
@@ -148,3 +159,25 @@ async def limit_download_by_principal(request: web.Request, principal: Principal
     """Download links, per user (or admin) id or per order token's order."""
     per_minute = resources(request).settings.rate_limit_download_per_minute
     await enforce(request, "download:principal", _principal_bucket(principal), per_minute)
+
+
+async def limit_recovery_by_address(request: web.Request) -> None:
+    """`POST /orders/recover`, per client address, per hour (before the body is read)."""
+    per_hour = resources(request).settings.rate_limit_recover_per_address_per_hour
+    await enforce(
+        request, "recover:address", _address_bucket(request), per_hour, period=HOUR_SECONDS
+    )
+
+
+async def recovery_allowed_for(request: web.Request, address_digest: str) -> bool:
+    """Count a recovery request for one email address (by its digest), per hour; whether it
+    is within the limit. The caller decides what a refusal looks like (no 429: that would
+    tell whether the address was asked for before)."""
+    settings = resources(request).settings
+    verdict = await take(
+        resources(request).pool,
+        f"recover:email:{address_digest}",
+        settings.rate_limit_recover_per_email_per_hour,
+        period=HOUR_SECONDS,
+    )
+    return verdict.allowed

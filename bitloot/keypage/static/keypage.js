@@ -5,6 +5,10 @@
 // sessionStorage so that a reload still works (sessionStorage is per tab and per origin, is
 // never sent anywhere, and is gone when the tab closes). Keys and data keys live only in
 // memory and on the page: never in storage, never in the console.
+//
+// A link that no longer works (expired, revoked, incomplete) offers a new one: the form
+// posts the address to POST /orders/recover, whose answer is the same whether or not the
+// address has orders, so the page says the same thing every time.
 "use strict";
 
 (() => {
@@ -26,6 +30,12 @@
     revealBox: $("reveal-box"),
     keysBox: $("keys-box"),
     keys: $("keys"),
+    recoverBox: $("recover-box"),
+    recoverForm: $("recover-form"),
+    recoverEmail: $("recover-email"),
+    recoverSend: $("recover-send"),
+    recoverDone: $("recover-done"),
+    recoverError: $("recover-error"),
   };
 
   const blobUrls = [];
@@ -122,8 +132,8 @@
 
   const MESSAGES = {
     401:
-      "This link is invalid or has expired. Open the most recent email from BitLoot, " +
-      "or ask our support for a new link.",
+      "This link is invalid or has expired. Enter your email address below and we will " +
+      "send you a new one.",
     404: "We could not find this order. Check that you opened the whole link from your email.",
     network: "We cannot reach BitLoot right now. Check your connection.",
     server: "Something went wrong on our side. Please try again in a minute.",
@@ -131,6 +141,82 @@
       "Your browser cannot decrypt keys on this page (it needs a secure https:// connection " +
       "and a current browser).",
   };
+
+  // --- a new link, by email ---------------------------------------------------------------
+
+  const RECOVER_DONE =
+    "Thank you. If this address has orders with us, an email with fresh links is on its " +
+    "way. It can take a few minutes; check your spam folder too.";
+
+  function offerRecovery() {
+    ui.recoverBox.hidden = false;
+  }
+
+  function showRecoverError(text) {
+    ui.recoverError.textContent = text;
+    ui.recoverError.hidden = false;
+  }
+
+  async function postRecovery(email) {
+    const response = await fetch("/orders/recover", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify({ email }),
+      credentials: "omit",
+      cache: "no-store",
+      referrerPolicy: "no-referrer",
+    });
+    let body = null;
+    try {
+      body = await response.json();
+    } catch (_) {
+      body = null;
+    }
+    return { status: response.status, retryAfter: retryAfterSeconds(response, body) };
+  }
+
+  async function requestRecovery(event) {
+    event.preventDefault(); // never a native submission: the page's CSP allows none
+    const email = ui.recoverEmail.value.trim();
+    if (!email || !ui.recoverEmail.checkValidity()) {
+      ui.recoverEmail.reportValidity();
+      return;
+    }
+    ui.recoverError.hidden = true;
+    ui.recoverSend.disabled = true;
+    ui.recoverForm.setAttribute("aria-busy", "true");
+    let result;
+    try {
+      result = await postRecovery(email);
+    } catch (_) {
+      showRecoverError(`${MESSAGES.network} Please try again.`);
+      return;
+    } finally {
+      ui.recoverSend.disabled = false;
+      ui.recoverForm.removeAttribute("aria-busy");
+    }
+    switch (result.status) {
+      case 202:
+        ui.recoverForm.hidden = true;
+        ui.recoverDone.textContent = RECOVER_DONE;
+        ui.recoverDone.hidden = false;
+        ui.recoverDone.focus();
+        return;
+      case 422:
+        showRecoverError("Please enter a valid email address.");
+        ui.recoverEmail.focus();
+        return;
+      case 429: {
+        const minutes = Math.max(Math.ceil((result.retryAfter ?? 600) / 60), 1);
+        showRecoverError(
+          `Too many requests from your network. Please try again in ${plural(minutes, "minute", "minutes")}.`,
+        );
+        return;
+      }
+      default:
+        showRecoverError(MESSAGES.server);
+    }
+  }
 
   // --- order status, polled with backoff while the order is not fulfilled ---------------
 
@@ -202,6 +288,7 @@
         forgetToken(storageKey);
         stop("error", MESSAGES[401]);
         say("This link cannot open the order.");
+        offerRecovery();
         return;
       case 404:
         stop("error", MESSAGES[404]);
@@ -447,6 +534,7 @@
         forgetToken(storageKey);
         say("This link cannot open the order.");
         stop("error", MESSAGES[401]);
+        offerRecovery();
         return;
       case 404:
         say("Order not found.");
@@ -519,10 +607,12 @@
   const orderId = match ? decodeURIComponent(match[1]).toLowerCase() : "";
   const storageKey = `bitloot.keypage.token.${orderId}`;
   token = takeToken(storageKey);
+  ui.recoverForm.addEventListener("submit", requestRecovery);
 
   if (!UUID.test(orderId)) {
     stop("error", "This link is not complete. Open the link from your email again.");
     say("This link cannot open an order.");
+    offerRecovery();
     return;
   }
   ui.orderId.textContent = orderId;
@@ -535,9 +625,10 @@
     stop(
       "error",
       "This link is missing its access code. Open the link from your email again " +
-        "(the whole link, including the part after #).",
+        "(the whole link, including the part after #), or get a new link below.",
     );
     say("This link cannot open the order.");
+    offerRecovery();
     return;
   }
 
