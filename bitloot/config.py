@@ -72,6 +72,12 @@ class Settings(BaseSettings):
     # First wait between two polls for keys; it doubles each poll, capped at 5 minutes.
     kinguin_poll_interval: float = Field(default=2.0, gt=0, le=300)
     kinguin_timeout: float = Field(default=10.0, gt=0, le=120)
+    # POST /orders reuses Kinguin's stored answer about a product (stock, cheapest price)
+    # while younger than this (seconds); older, it reads the product again.
+    product_cache_ttl: int = Field(default=60, ge=0)
+    # When Kinguin cannot be reached, a stored answer this young (seconds) that says "in
+    # stock at a price we pay" still sells; otherwise POST /orders answers 503.
+    product_stale_ttl: int = Field(default=3600, ge=0)
     # Paid orders not fulfilled after this long are re-checked by the reconciler.
     reconcile_after_minutes: int = Field(default=10, ge=1)
     # How long a delivered key stays downloadable.
@@ -106,6 +112,10 @@ class Settings(BaseSettings):
     rate_limit_orders_per_minute: int = Field(default=20, ge=0)  # POST /orders per address
     # Failed webhook signatures/secrets per address: 401 until the limit, then 429.
     rate_limit_bad_signatures_per_minute: int = Field(default=10, ge=0)
+    # POST /orders/recover, per hour: per email address (past it: the same 202, no email)
+    # and per client address (past it: 429).
+    rate_limit_recover_per_email_per_hour: int = Field(default=3, ge=0)
+    rate_limit_recover_per_address_per_hour: int = Field(default=10, ge=0)
     # Reverse proxies in front of the API that append the client to X-Forwarded-For. 0: the
     # header is ignored (anyone can send it) and the client is the socket's peer address.
     trusted_proxy_hops: int = Field(default=0, ge=0, le=10)

@@ -18,8 +18,10 @@ import procrastinate
 # Modules whose tasks the worker must know; they import `queue_app` and decorate tasks.
 TASK_MODULES = [
     "bitloot.fulfillment.tasks",
+    "bitloot.fulfillment.returns",
     "bitloot.payments.tasks",
     "bitloot.delivery.tasks",
+    "bitloot.catalog.tasks",
     "bitloot.queue_maintenance",
 ]
 

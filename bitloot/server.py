@@ -10,6 +10,8 @@ import structlog
 from aiohttp import web
 
 from bitloot.admin.routes import routes as admin_routes
+from bitloot.catalog.routes import routes as catalog_routes
+from bitloot.catalog.service import reader_client
 from bitloot.config import Settings, check_webhook_secrets
 from bitloot.fulfillment.kinguin_routes import routes as kinguin_routes
 from bitloot.fulfillment.routes import routes as fulfillment_routes
@@ -20,6 +22,7 @@ from bitloot.logs import configure_logging
 from bitloot.openapi import routes as openapi_routes
 from bitloot.orders.routes import routes as order_routes
 from bitloot.payments.routes import routes as payment_routes
+from bitloot.recovery.routes import routes as recovery_routes
 from bitloot.resources import Resources, open_resources
 from bitloot.storage.local import LocalObjectStorage, local_objects_routes
 from bitloot.web.app import create_app, run_app
@@ -35,10 +38,12 @@ def route_tables(settings: Settings) -> list[web.RouteTableDef]:
     tables = [
         health_routes,
         order_routes,
+        catalog_routes,
         payment_routes,
         kinguin_routes,
         fulfillment_routes,
         keypage_routes,
+        recovery_routes,
         admin_routes,
         openapi_routes,
     ]
@@ -57,6 +62,10 @@ async def build_app(settings: Settings) -> web.Application:
         # No queue_app.open_async here: the API only defers jobs on its own connections
         # (configure(connection=conn)), which needs no procrastinate pool.
         res = await open_resources(settings, stack, pool_size=20)
+        # POST /orders reads stock and price from Kinguin (a short timeout, one retry).
+        kinguin = reader_client(settings)
+        if kinguin is not None:
+            res.kinguin = await stack.enter_async_context(kinguin)
         if not settings.metrics_public and settings.metrics_port:
             await _serve_metrics_locally(settings.metrics_port, stack, res)
     except BaseException:

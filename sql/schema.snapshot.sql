@@ -39,6 +39,29 @@ $$;
 
 COMMENT ON FUNCTION public.bitloot_actor() IS 'Who is acting in this transaction: bitloot.actor if the application set it, else sql:<role>.';
 
+CREATE FUNCTION public.bitloot_amount_paid(p_order_id uuid) RETURNS numeric
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT CASE
+        WHEN bitloot_payment_evidence(o.id) LIKE 'payment %' THEN o.total_amount
+        ELSE least(o.total_amount, coalesce((
+            SELECT floor(sum(p.price_amount * least(p.pay_amount, p.actually_paid)
+                             / p.pay_amount) * 100) / 100
+              FROM payments p
+             WHERE p.order_id = o.id
+               AND p.status IN ('confirming', 'confirmed', 'sending', 'partially_paid',
+                                'finished')
+               AND p.price_currency = o.currency
+               AND p.price_amount IS NOT NULL
+               AND p.actually_paid IS NOT NULL
+               AND p.pay_amount > 0), 0))
+    END
+      FROM orders o
+     WHERE o.id = p_order_id
+$$;
+
+COMMENT ON FUNCTION public.bitloot_amount_paid(p_order_id uuid) IS 'What the customer paid for the order, in its currency: the total when a payment covers it (bitloot_payment_evidence says payment, tolerance included); else the sum over the order''s payments that money reached (confirming, confirmed, sending, partially_paid, finished; re-deposits included) in the order currency of price_amount * least(1, actually_paid / pay_amount), rounded down to cents and capped at the total; 0 when nothing is known to have arrived. An admin''s acceptance is no money: an accepted order counts what arrived. NULL for an unknown order. The refund''s default amount and refunds_due.amount_due.';
+
 CREATE FUNCTION public.bitloot_correct_order_email(p_order_id uuid, p_new_email text, p_admin_id text, p_reason text) RETURNS void
     LANGUAGE plpgsql
     AS $$
@@ -70,11 +93,13 @@ CREATE FUNCTION public.bitloot_email_outbox_guard() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
 BEGIN
-    IF (NEW.id, NEW.order_id, NEW.kind, NEW.generation, NEW.to_address, NEW.created_at)
+    IF (NEW.id, NEW.order_id, NEW.kind, NEW.generation, NEW.to_address, NEW.created_at,
+        NEW.recovery_request_id, NEW.details)
        IS DISTINCT FROM
-       (OLD.id, OLD.order_id, OLD.kind, OLD.generation, OLD.to_address, OLD.created_at) THEN
-        RAISE EXCEPTION 'email % of order %: its order, kind, generation and address never '
-            'change', OLD.id, OLD.order_id USING ERRCODE = 'BL005';
+       (OLD.id, OLD.order_id, OLD.kind, OLD.generation, OLD.to_address, OLD.created_at,
+        OLD.recovery_request_id, OLD.details) THEN
+        RAISE EXCEPTION 'email % of order %: its order, kind, generation, address and '
+            'details never change', OLD.id, OLD.order_id USING ERRCODE = 'BL005';
     END IF;
     IF OLD.status = 'sent' AND (NEW.status, NEW.message_id, NEW.sent_at)
        IS DISTINCT FROM (OLD.status, OLD.message_id, OLD.sent_at) THEN
@@ -89,7 +114,7 @@ BEGIN
 END;
 $$;
 
-COMMENT ON FUNCTION public.bitloot_email_outbox_guard() IS 'email_outbox: order_id, kind, generation, to_address and created_at never change; a sent email stays sent (status, message_id, sent_at); attempts only grow (BL005).';
+COMMENT ON FUNCTION public.bitloot_email_outbox_guard() IS 'email_outbox: order_id, kind, generation, to_address, recovery_request_id, details and created_at never change; a sent email stays sent (status, message_id, sent_at); attempts only grow (BL005).';
 
 CREATE FUNCTION public.bitloot_grant_roles() RETURNS boolean
     LANGUAGE plpgsql
@@ -225,10 +250,10 @@ CREATE FUNCTION public.bitloot_key_delivery_logs_guard() RETURNS trigger
     AS $$
 BEGIN
     IF (NEW.id, NEW.order_id, NEW.key_id, NEW.product_id, NEW.object_key, NEW.content_type,
-        NEW.created_at)
+        NEW.created_at, NEW.replaces_key_id)
        IS DISTINCT FROM
        (OLD.id, OLD.order_id, OLD.key_id, OLD.product_id, OLD.object_key, OLD.content_type,
-        OLD.created_at) THEN
+        OLD.created_at, OLD.replaces_key_id) THEN
         RAISE EXCEPTION 'key % of order %: which key it is and where its ciphertext is never '
             'change', OLD.key_id, OLD.order_id USING ERRCODE = 'BL005';
     END IF;
@@ -244,11 +269,53 @@ BEGIN
             'expired, deleted): % -> % is not allowed', OLD.key_id, OLD.order_id,
             OLD.status, NEW.status USING ERRCODE = 'BL005';
     END IF;
+    IF OLD.revoked_at IS NOT NULL
+       AND (NEW.revoked_at, NEW.revoked_reason) IS DISTINCT FROM
+           (OLD.revoked_at, OLD.revoked_reason) THEN
+        RAISE EXCEPTION 'key % of order % was revoked (%): that never changes', OLD.key_id,
+            OLD.order_id, OLD.revoked_reason USING ERRCODE = 'BL005';
+    END IF;
     RETURN NEW;
 END;
 $$;
 
-COMMENT ON FUNCTION public.bitloot_key_delivery_logs_guard() IS 'key_delivery_logs: id, order_id, key_id, product_id, object_key, content_type and created_at never change; wrapped_data_key only together with master_key_id (a re-wrap, bitloot/vault/rotate.py); status only forward: stored, accessed, expired, deleted (BL005).';
+COMMENT ON FUNCTION public.bitloot_key_delivery_logs_guard() IS 'key_delivery_logs: id, order_id, key_id, product_id, object_key, content_type, replaces_key_id and created_at never change; wrapped_data_key only together with master_key_id (a re-wrap, bitloot/vault/rotate.py); status only forward: stored, accessed, expired, deleted; a revocation is final (BL005).';
+
+CREATE FUNCTION public.bitloot_key_replacements_guard() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF (NEW.id, NEW.order_id, NEW.key_id, NEW.number, NEW.admin_id, NEW.reason,
+        NEW.product_id, NEW.external_id, NEW.created_at)
+       IS DISTINCT FROM
+       (OLD.id, OLD.order_id, OLD.key_id, OLD.number, OLD.admin_id, OLD.reason,
+        OLD.product_id, OLD.external_id, OLD.created_at) THEN
+        RAISE EXCEPTION 'key replacement %: which key, who, why and its orderExternalId never '
+            'change', OLD.id USING ERRCODE = 'BL005';
+    END IF;
+    IF (OLD.placement_started_at IS NOT NULL
+        AND NEW.placement_started_at IS DISTINCT FROM OLD.placement_started_at)
+       OR (OLD.kinguin_order_id IS NOT NULL
+           AND NEW.kinguin_order_id IS DISTINCT FROM OLD.kinguin_order_id)
+       OR (OLD.new_key_id IS NOT NULL AND NEW.new_key_id IS DISTINCT FROM OLD.new_key_id) THEN
+        RAISE EXCEPTION 'key replacement %: the placement marker, the Kinguin order and the '
+            'new key are set once', OLD.id USING ERRCODE = 'BL005';
+    END IF;
+    IF OLD.status IN ('delivered', 'failed') AND NEW IS DISTINCT FROM OLD THEN
+        RAISE EXCEPTION 'key replacement % is % : that never changes', OLD.id, OLD.status
+            USING ERRCODE = 'BL005';
+    END IF;
+    IF NEW.status IS DISTINCT FROM OLD.status AND NOT (
+           (OLD.status = 'requested' AND NEW.status IN ('placed', 'failed'))
+        OR (OLD.status = 'placed' AND NEW.status IN ('delivered', 'failed'))) THEN
+        RAISE EXCEPTION 'key replacement %: % -> % is not allowed (requested, placed, then '
+            'delivered or failed)', OLD.id, OLD.status, NEW.status USING ERRCODE = 'BL005';
+    END IF;
+    RETURN NEW;
+END;
+$$;
+
+COMMENT ON FUNCTION public.bitloot_key_replacements_guard() IS 'key_replacements: order, key, number, admin, reason, product, external_id and created_at never change; placement_started_at, kinguin_order_id and new_key_id are set once; status only forward (requested -> placed -> delivered, requested|placed -> failed), delivered and failed are final (BL005).';
 
 CREATE FUNCTION public.bitloot_kinguin_orders_guard() RETURNS trigger
     LANGUAGE plpgsql
@@ -1211,6 +1278,11 @@ CREATE TABLE public.key_delivery_logs (
     last_accessed_at timestamp with time zone,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    revoked_at timestamp with time zone,
+    revoked_reason text,
+    replaces_key_id text,
+    CONSTRAINT key_delivery_logs_revocation_has_reason CHECK (((revoked_at IS NULL) = (revoked_reason IS NULL))),
+    CONSTRAINT key_delivery_logs_revoked_reason_check CHECK ((revoked_reason = ANY (ARRAY['refunded'::text, 'replaced'::text]))),
     CONSTRAINT key_delivery_logs_status_check CHECK ((status = ANY (ARRAY['stored'::text, 'accessed'::text, 'expired'::text, 'deleted'::text])))
 );
 
@@ -1241,6 +1313,12 @@ COMMENT ON COLUMN public.key_delivery_logs.last_accessed_at IS 'When a download 
 COMMENT ON COLUMN public.key_delivery_logs.created_at IS 'When it was stored (delivered).';
 
 COMMENT ON COLUMN public.key_delivery_logs.updated_at IS 'When the row last changed (e.g. re-wrapped by keys rotate).';
+
+COMMENT ON COLUMN public.key_delivery_logs.revoked_at IS 'When the key stopped being served (download-link answers only live keys); NULL while it is live. Its object is still deleted by the retention rule (expires_at).';
+
+COMMENT ON COLUMN public.key_delivery_logs.revoked_reason IS 'refunded (the order was refunded) or replaced (an admin replaced a faulty key).';
+
+COMMENT ON COLUMN public.key_delivery_logs.replaces_key_id IS 'For a replacement key: the key_id of the faulty key it replaces; NULL for a first key.';
 
 CREATE VIEW public.delivery_audit_trail AS
  SELECT k.order_id,
@@ -1290,7 +1368,7 @@ COMMENT ON COLUMN public.delivery_audit_trail.admin_access_count IS 'How many of
 
 CREATE TABLE public.email_outbox (
     id bigint NOT NULL,
-    order_id uuid NOT NULL,
+    order_id uuid,
     kind text NOT NULL,
     generation integer DEFAULT 1 NOT NULL,
     to_address text NOT NULL,
@@ -1301,8 +1379,15 @@ CREATE TABLE public.email_outbox (
     sent_at timestamp with time zone,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    recovery_request_id bigint,
+    details jsonb DEFAULT '{}'::jsonb NOT NULL,
     CONSTRAINT email_outbox_generation_check CHECK ((generation >= 1)),
-    CONSTRAINT email_outbox_kind_check CHECK ((kind = 'delivery'::text)),
+    CONSTRAINT email_outbox_kind_check CHECK ((kind = ANY (ARRAY['delivery'::text, 'payment_received'::text, 'underpaid'::text, 'undeliverable'::text, 'refunded'::text, 'key_replaced'::text, 'recovery'::text]))),
+    CONSTRAINT email_outbox_recovery_has_no_order CHECK (
+CASE
+    WHEN (kind = 'recovery'::text) THEN ((order_id IS NULL) AND (recovery_request_id IS NOT NULL))
+    ELSE ((order_id IS NOT NULL) AND (recovery_request_id IS NULL))
+END),
     CONSTRAINT email_outbox_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'sent'::text, 'failed'::text])))
 );
 
@@ -1310,11 +1395,11 @@ COMMENT ON TABLE public.email_outbox IS 'One row per email to send, idempotent o
 
 COMMENT ON COLUMN public.email_outbox.id IS 'Row id (the outbox_id argument of send_delivery_email).';
 
-COMMENT ON COLUMN public.email_outbox.order_id IS 'The order the email is about.';
+COMMENT ON COLUMN public.email_outbox.order_id IS 'The order the email is about; NULL only for a recovery email (see recovery_request_id).';
 
-COMMENT ON COLUMN public.email_outbox.kind IS 'Which email: delivery (the key-page link).';
+COMMENT ON COLUMN public.email_outbox.kind IS 'Which email: delivery (the key-page link); the customer notices payment_received (a receipt), underpaid, undeliverable (refund coming), refunded, key_replaced; recovery (fresh links for every order of an address, POST /orders/recover).';
 
-COMMENT ON COLUMN public.email_outbox.generation IS '1 for the first; each admin resend adds the next.';
+COMMENT ON COLUMN public.email_outbox.generation IS '1 for the first; each admin resend of the delivery email adds the next; a key_replaced notice carries the number of the replacement it announces.';
 
 COMMENT ON COLUMN public.email_outbox.to_address IS 'Where it goes.';
 
@@ -1331,6 +1416,10 @@ COMMENT ON COLUMN public.email_outbox.sent_at IS 'When the mail server accepted 
 COMMENT ON COLUMN public.email_outbox.created_at IS 'When it was queued.';
 
 COMMENT ON COLUMN public.email_outbox.updated_at IS 'When the row last changed.';
+
+COMMENT ON COLUMN public.email_outbox.recovery_request_id IS 'For a recovery email: the recovery_requests row it answers (one email per request).';
+
+COMMENT ON COLUMN public.email_outbox.details IS 'What the notice says beyond the order (amounts, the replaced key id), fixed when it was queued. Never a key, a token or a link.';
 
 ALTER TABLE public.email_outbox ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME public.email_outbox_id_seq
@@ -1414,6 +1503,172 @@ COMMENT ON TABLE public.fulfillment_status_transitions IS 'The legal moves of or
 COMMENT ON COLUMN public.fulfillment_status_transitions.from_status IS 'An orders.fulfillment_status an order may leave.';
 
 COMMENT ON COLUMN public.fulfillment_status_transitions.to_status IS 'The orders.fulfillment_status it may move to from from_status.';
+
+CREATE TABLE public.key_replacements (
+    id bigint NOT NULL,
+    order_id uuid NOT NULL,
+    key_id text NOT NULL,
+    number integer NOT NULL,
+    admin_id text NOT NULL,
+    reason text NOT NULL,
+    product_id text NOT NULL,
+    external_id text NOT NULL,
+    placement_started_at timestamp with time zone,
+    kinguin_order_id text,
+    kinguin_status text,
+    polls integer DEFAULT 0 NOT NULL,
+    new_key_id text,
+    status text DEFAULT 'requested'::text NOT NULL,
+    error text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT key_replacements_admin_id_check CHECK (((length(admin_id) >= 1) AND (length(admin_id) <= 500))),
+    CONSTRAINT key_replacements_bought_after_marker CHECK (((kinguin_order_id IS NULL) OR (placement_started_at IS NOT NULL))),
+    CONSTRAINT key_replacements_delivered_has_key CHECK (((status = 'delivered'::text) = (new_key_id IS NOT NULL))),
+    CONSTRAINT key_replacements_error_check CHECK ((length(error) <= 500)),
+    CONSTRAINT key_replacements_external_id_check CHECK ((external_id = (((order_id)::text || '-r'::text) || (number)::text))),
+    CONSTRAINT key_replacements_failed_has_error CHECK (((status = 'failed'::text) = (error IS NOT NULL))),
+    CONSTRAINT key_replacements_kinguin_status_check CHECK ((kinguin_status = ANY (ARRAY['processing'::text, 'completed'::text, 'canceled'::text, 'refunded'::text]))),
+    CONSTRAINT key_replacements_number_check CHECK ((number >= 1)),
+    CONSTRAINT key_replacements_placed_has_order CHECK (((status <> ALL (ARRAY['placed'::text, 'delivered'::text])) OR (kinguin_order_id IS NOT NULL))),
+    CONSTRAINT key_replacements_polls_check CHECK ((polls >= 0)),
+    CONSTRAINT key_replacements_reason_check CHECK (((length(reason) >= 1) AND (length(reason) <= 500))),
+    CONSTRAINT key_replacements_status_check CHECK ((status = ANY (ARRAY['requested'::text, 'placed'::text, 'delivered'::text, 'failed'::text])))
+);
+
+COMMENT ON TABLE public.key_replacements IS 'Admin replacements of faulty keys (POST /admin/orders/{orderId}/keys/{keyId}/replace): one row per faulty key at most, each bought once from Kinguin under its own orderExternalId. SELECT * FROM key_replacements WHERE status = ''failed'' lists the ones an admin must look at (the order stays fulfilled, the faulty key stays live).';
+
+COMMENT ON COLUMN public.key_replacements.id IS 'Replacement id (identity); the replace_key job''s argument.';
+
+COMMENT ON COLUMN public.key_replacements.order_id IS 'The order whose key is replaced.';
+
+COMMENT ON COLUMN public.key_replacements.key_id IS 'The faulty key (key_delivery_logs.key_id of the order); revoked (''replaced'') when the new key is delivered.';
+
+COMMENT ON COLUMN public.key_replacements.number IS 'The order''s replacements numbered 1, 2, ...: the suffix of external_id and the generation of the key_replaced notice.';
+
+COMMENT ON COLUMN public.key_replacements.admin_id IS 'The admin who asked (JWT sub).';
+
+COMMENT ON COLUMN public.key_replacements.reason IS 'Why, as the admin wrote it (also in admin_audit_log).';
+
+COMMENT ON COLUMN public.key_replacements.product_id IS 'The product bought again (the faulty key''s).';
+
+COMMENT ON COLUMN public.key_replacements.external_id IS 'The orderExternalId of the replacement''s Kinguin order: <order id>-r<number>, never the order id itself (the first purchase''s), unique across the Kinguin account.';
+
+COMMENT ON COLUMN public.key_replacements.placement_started_at IS 'Committed before the Kinguin order is placed: from then on one may exist even if it was never recorded, so a retry searches Kinguin by external_id before buying (bitloot/fulfillment/purchase.py).';
+
+COMMENT ON COLUMN public.key_replacements.kinguin_order_id IS 'Kinguin''s orderId of the replacement''s order, once recorded.';
+
+COMMENT ON COLUMN public.key_replacements.kinguin_status IS 'What Kinguin last said about that order: processing, completed, canceled or refunded.';
+
+COMMENT ON COLUMN public.key_replacements.polls IS 'How many times the job polled Kinguin for the key.';
+
+COMMENT ON COLUMN public.key_replacements.new_key_id IS 'The replacement key (key_delivery_logs.key_id, its replaces_key_id = key_id) once delivered.';
+
+COMMENT ON COLUMN public.key_replacements.status IS 'requested (queued, maybe being bought), placed (the Kinguin order is recorded), delivered (the new key is stored and live, the faulty one revoked), failed (see error). Only forward; delivered and failed are final.';
+
+COMMENT ON COLUMN public.key_replacements.error IS 'Why it failed (Kinguin refused or canceled, no key delivered, the order was refunded meanwhile), for an admin; NULL unless failed.';
+
+COMMENT ON COLUMN public.key_replacements.created_at IS 'When the admin asked.';
+
+COMMENT ON COLUMN public.key_replacements.updated_at IS 'When the row last changed.';
+
+CREATE TABLE public.kinguin_key_returns (
+    id bigint NOT NULL,
+    order_id uuid NOT NULL,
+    kinguin_order_id text,
+    outcome text NOT NULL,
+    detail text DEFAULT ''::text NOT NULL,
+    key_statuses jsonb DEFAULT '[]'::jsonb NOT NULL,
+    at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT kinguin_key_returns_outcome_check CHECK ((outcome = ANY (ARRAY['requested'::text, 'returned'::text, 'refused'::text, 'skipped'::text, 'error'::text])))
+);
+
+COMMENT ON TABLE public.kinguin_key_returns IS 'Append-only: what the key-return job of a refunded order did (bitloot/fulfillment/returns.py). Kinguin allows one return request per order (POST /v2/order/{id}/keys/return): a requested row is committed before the request is sent, so a second job never sends another; the answer follows as returned, refused or error. skipped: no request was sent, and why.';
+
+COMMENT ON COLUMN public.kinguin_key_returns.id IS 'Row id (identity): the order of the decisions.';
+
+COMMENT ON COLUMN public.kinguin_key_returns.order_id IS 'The refunded order.';
+
+COMMENT ON COLUMN public.kinguin_key_returns.kinguin_order_id IS 'The Kinguin order whose keys were (or would have been) returned; NULL when none was bought.';
+
+COMMENT ON COLUMN public.kinguin_key_returns.outcome IS 'requested (about to send the one request), returned (Kinguin answered 200), refused (Kinguin refused: NoKeysToReturn or another 4xx kind, in detail), error (no usable answer after the retries: whether the keys went back is unknown, see key_statuses), skipped (not asked: no Kinguin order, a key was revealed, more than 24 h since delivery, the Kinguin order was canceled or refunded).';
+
+COMMENT ON COLUMN public.kinguin_key_returns.detail IS 'Why: Kinguin''s error kind and detail, or the reason for skipping. Never a key.';
+
+COMMENT ON COLUMN public.kinguin_key_returns.key_statuses IS 'The keys as Kinguin reported them, [{"id": ..., "status": "RETURNED"}, ...] (ids and statuses only); [] when Kinguin said nothing about them.';
+
+COMMENT ON COLUMN public.kinguin_key_returns.at IS 'When this was recorded.';
+
+CREATE TABLE public.recovery_request_orders (
+    request_id bigint NOT NULL,
+    order_id uuid NOT NULL
+);
+
+COMMENT ON TABLE public.recovery_request_orders IS 'Append-only: the orders a recovery request sent fresh links for (their earlier emailed links were revoked).';
+
+COMMENT ON COLUMN public.recovery_request_orders.request_id IS 'The recovery request.';
+
+COMMENT ON COLUMN public.recovery_request_orders.order_id IS 'An order it listed.';
+
+CREATE TABLE public.recovery_requests (
+    id bigint NOT NULL,
+    email text NOT NULL,
+    client_ip inet,
+    outcome text NOT NULL,
+    order_count integer DEFAULT 0 NOT NULL,
+    requested_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT recovery_requests_email_check CHECK (((length(email) >= 3) AND (length(email) <= 320))),
+    CONSTRAINT recovery_requests_order_count_check CHECK ((order_count >= 0)),
+    CONSTRAINT recovery_requests_outcome_check CHECK ((outcome = ANY (ARRAY['sent'::text, 'no_orders'::text, 'rate_limited'::text])))
+);
+
+COMMENT ON TABLE public.recovery_requests IS 'Append-only: every POST /orders/recover, whatever it found. The HTTP answer is the same for all of them (no enumeration); this row says what really happened.';
+
+COMMENT ON COLUMN public.recovery_requests.id IS 'Request id (identity).';
+
+COMMENT ON COLUMN public.recovery_requests.email IS 'The address asked for, lower-cased and trimmed.';
+
+COMMENT ON COLUMN public.recovery_requests.client_ip IS 'Where the request came from.';
+
+COMMENT ON COLUMN public.recovery_requests.outcome IS 'sent (a recovery email was queued), no_orders (nothing to send: unknown address or no fulfilled order within the retention period), rate_limited (too many requests for the address or from the client).';
+
+COMMENT ON COLUMN public.recovery_requests.order_count IS 'How many orders the email lists.';
+
+COMMENT ON COLUMN public.recovery_requests.requested_at IS 'When it was asked.';
+
+CREATE TABLE public.refunds (
+    id bigint NOT NULL,
+    order_id uuid NOT NULL,
+    amount numeric(12,2) NOT NULL,
+    currency text NOT NULL,
+    reference text NOT NULL,
+    reason text NOT NULL,
+    admin_id text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT refunds_admin_id_check CHECK ((length(admin_id) > 0)),
+    CONSTRAINT refunds_amount_check CHECK ((amount > (0)::numeric)),
+    CONSTRAINT refunds_currency_check CHECK ((currency ~ '^[a-z]{3}$'::text)),
+    CONSTRAINT refunds_reason_check CHECK ((length(btrim(reason)) > 0)),
+    CONSTRAINT refunds_reference_check CHECK (((length(btrim(reference)) >= 1) AND (length(btrim(reference)) <= 200)))
+);
+
+COMMENT ON TABLE public.refunds IS 'Append-only: the refund of an order, at most one per order (POST /admin/orders/{id}/refund). The money itself is paid out by an admin in NOWPayments'' dashboard; this row records that payout. Written in the transaction that moves the order to refunded.';
+
+COMMENT ON COLUMN public.refunds.id IS 'Refund id (identity).';
+
+COMMENT ON COLUMN public.refunds.order_id IS 'The refunded order (one refund per order).';
+
+COMMENT ON COLUMN public.refunds.amount IS 'How much was refunded, in the order''s currency; more than 0, at most the order total. Defaults to bitloot_amount_paid(order_id).';
+
+COMMENT ON COLUMN public.refunds.currency IS 'The order''s currency (ISO 4217, lower case).';
+
+COMMENT ON COLUMN public.refunds.reference IS 'The reference of the payout made in NOWPayments'' dashboard (required).';
+
+COMMENT ON COLUMN public.refunds.reason IS 'Why, as the admin wrote it (required).';
+
+COMMENT ON COLUMN public.refunds.admin_id IS 'The JWT sub of the admin who refunded it.';
+
+COMMENT ON COLUMN public.refunds.created_at IS 'When the refund was recorded.';
 
 CREATE TABLE public.webhook_events (
     id bigint NOT NULL,
@@ -1506,6 +1761,7 @@ UNION ALL
     'worker'::text AS actor,
     email_outbox.last_error AS reason
    FROM public.email_outbox
+  WHERE (email_outbox.order_id IS NOT NULL)
 UNION ALL
  SELECT admin_audit_log.order_id,
     admin_audit_log.at,
@@ -1514,7 +1770,58 @@ UNION ALL
     admin_audit_log.admin_id AS actor,
     admin_audit_log.reason
    FROM public.admin_audit_log
-  WHERE (admin_audit_log.order_id IS NOT NULL);
+  WHERE (admin_audit_log.order_id IS NOT NULL)
+UNION ALL
+ SELECT ro.order_id,
+    r.requested_at AS at,
+    'recovery'::text AS source,
+    (('recovery request '::text || r.id) || ': fresh link sent'::text) AS what,
+    'customer'::text AS actor,
+    NULL::text AS reason
+   FROM (public.recovery_request_orders ro
+     JOIN public.recovery_requests r ON ((r.id = ro.request_id)))
+UNION ALL
+ SELECT key_delivery_logs.order_id,
+    key_delivery_logs.revoked_at AS at,
+    'key revoked'::text AS source,
+    (((key_delivery_logs.key_id || ' ('::text) || key_delivery_logs.revoked_reason) || ')'::text) AS what,
+    'bitloot'::text AS actor,
+    NULL::text AS reason
+   FROM public.key_delivery_logs
+  WHERE (key_delivery_logs.revoked_at IS NOT NULL)
+UNION ALL
+ SELECT refunds.order_id,
+    refunds.created_at AS at,
+    'refund'::text AS source,
+    ((((((trim_scale(refunds.amount))::text || ' '::text) || refunds.currency) || ' (payout '::text) || refunds.reference) || ')'::text) AS what,
+    ('admin:'::text || refunds.admin_id) AS actor,
+    refunds.reason
+   FROM public.refunds
+UNION ALL
+ SELECT kinguin_key_returns.order_id,
+    kinguin_key_returns.at,
+    'kinguin key return'::text AS source,
+    (kinguin_key_returns.outcome || COALESCE((' '::text || kinguin_key_returns.kinguin_order_id), ''::text)) AS what,
+    'worker'::text AS actor,
+    NULLIF(kinguin_key_returns.detail, ''::text) AS reason
+   FROM public.kinguin_key_returns
+UNION ALL
+ SELECT key_replacements.order_id,
+    key_replacements.created_at AS at,
+    'key replacement'::text AS source,
+    (((('replacement '::text || key_replacements.number) || ' of key '::text) || key_replacements.key_id) || ' requested'::text) AS what,
+    ('admin:'::text || key_replacements.admin_id) AS actor,
+    key_replacements.reason
+   FROM public.key_replacements
+UNION ALL
+ SELECT key_replacements.order_id,
+    key_replacements.updated_at AS at,
+    'key replacement'::text AS source,
+    (((('replacement '::text || key_replacements.number) || ' '::text) || key_replacements.status) || COALESCE(((' (new key '::text || key_replacements.new_key_id) || ')'::text), ''::text)) AS what,
+    'worker'::text AS actor,
+    key_replacements.error AS reason
+   FROM public.key_replacements
+  WHERE (key_replacements.status = ANY (ARRAY['delivered'::text, 'failed'::text]));
 
 COMMENT ON VIEW public.fulfillment_timeline IS 'Everything that happened to an order, one row per event, from every table: SELECT * FROM fulfillment_timeline WHERE order_id = ... ORDER BY at.';
 
@@ -1571,6 +1878,15 @@ COMMENT ON COLUMN public.key_access_log.user_agent IS 'The User-Agent header as 
 
 COMMENT ON COLUMN public.key_access_log.admin_override IS 'True when an admin opened a customer''s key (actor_kind = admin).';
 
+ALTER TABLE public.key_replacements ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.key_replacements_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
 CREATE TABLE public.kinguin_calls (
     id bigint NOT NULL,
     order_id uuid NOT NULL,
@@ -1581,8 +1897,9 @@ CREATE TABLE public.kinguin_calls (
     error_code text,
     latency_ms numeric(12,3) NOT NULL,
     at timestamp with time zone DEFAULT now() NOT NULL,
+    replacement_id bigint,
     CONSTRAINT kinguin_calls_attempt_check CHECK ((attempt >= 1)),
-    CONSTRAINT kinguin_calls_endpoint_check CHECK ((endpoint = ANY (ARRAY['place_order'::text, 'get_order'::text, 'find_order'::text, 'get_keys'::text, 'get_product'::text, 'get_balance'::text]))),
+    CONSTRAINT kinguin_calls_endpoint_check CHECK ((endpoint = ANY (ARRAY['place_order'::text, 'get_order'::text, 'find_order'::text, 'get_keys'::text, 'get_product'::text, 'get_balance'::text, 'return_keys'::text]))),
     CONSTRAINT kinguin_calls_http_status_check CHECK (((http_status >= 100) AND (http_status <= 599))),
     CONSTRAINT kinguin_calls_latency_ms_check CHECK ((latency_ms >= (0)::numeric)),
     CONSTRAINT kinguin_calls_outcome_check CHECK ((outcome <> ''::text))
@@ -1594,7 +1911,7 @@ COMMENT ON COLUMN public.kinguin_calls.id IS 'Row id; increases in the order the
 
 COMMENT ON COLUMN public.kinguin_calls.order_id IS 'The order the call was made for.';
 
-COMMENT ON COLUMN public.kinguin_calls.endpoint IS 'Which Kinguin call: place_order, get_order, find_order (search by orderExternalId), get_keys (one row per page), get_product or get_balance.';
+COMMENT ON COLUMN public.kinguin_calls.endpoint IS 'Which Kinguin call: place_order, get_order, find_order (search by orderExternalId), get_keys (one row per page), get_product, get_balance or return_keys (the key return of a refunded order).';
 
 COMMENT ON COLUMN public.kinguin_calls.attempt IS 'The attempt number of this HTTP request within one client call (1 = first try; higher = a retry after a timeout, connection error, 429 or 5xx).';
 
@@ -1608,8 +1925,19 @@ COMMENT ON COLUMN public.kinguin_calls.latency_ms IS 'How long the attempt took,
 
 COMMENT ON COLUMN public.kinguin_calls.at IS 'When the row was written (the end of the pass; the calls of one pass share it).';
 
+COMMENT ON COLUMN public.kinguin_calls.replacement_id IS 'The key replacement the call was made for (key_replacements.id); NULL for the order''s first purchase.';
+
 ALTER TABLE public.kinguin_calls ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME public.kinguin_calls_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+ALTER TABLE public.kinguin_key_returns ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.kinguin_key_returns_id_seq
     START WITH 1
     INCREMENT BY 1
     NO MINVALUE
@@ -1805,17 +2133,39 @@ UNION ALL
     (e.id)::text AS reference,
     e.status,
     e.updated_at AS at,
-    (((((('delivery email #'::text || e.generation) || ' to '::text) || e.to_address) || ' failed: '::text) || COALESCE(e.last_error, 'no reason recorded'::text)) || ' (resend it)'::text) AS why
+    (((((((e.kind || ' email #'::text) || e.generation) || ' to '::text) || e.to_address) || ' failed: '::text) || COALESCE(e.last_error, 'no reason recorded'::text)) ||
+        CASE
+            WHEN (e.kind = 'delivery'::text) THEN ' (resend it)'::text
+            ELSE ''::text
+        END) AS why
    FROM public.email_outbox e
-  WHERE (e.status = 'failed'::text);
+  WHERE (e.status = 'failed'::text)
+UNION ALL
+ SELECT 'replacement'::text AS kind,
+    r.order_id,
+    (r.id)::text AS reference,
+    r.status,
+    r.updated_at AS at,
+    (((((('replacement '::text || r.number) || ' of key '::text) || r.key_id) || ' failed: '::text) || COALESCE(r.error, 'no reason recorded'::text)) || ' (the old key is still live: refund the order or tell the customer)'::text) AS why
+   FROM public.key_replacements r
+  WHERE (r.status = 'failed'::text)
+UNION ALL
+ SELECT 'key return'::text AS kind,
+    k.order_id,
+    (k.id)::text AS reference,
+    k.outcome AS status,
+    k.at,
+    (((('Kinguin key return '::text || COALESCE(k.kinguin_order_id, ''::text)) || ' ended in an error: '::text) || COALESCE(NULLIF(k.detail, ''::text), 'no detail'::text)) || ' (check the balance in Kinguin''s dashboard)'::text) AS why
+   FROM public.kinguin_key_returns k
+  WHERE (k.outcome = 'error'::text);
 
 COMMENT ON VIEW public.needs_attention IS 'Everything a human must look at, one row each, with why: flagged webhooks (see webhook_outcomes), underpaid orders, failed fulfillments, orders paid over an hour ago and not fulfilled, re-deposits, failed delivery emails. A row leaves when its cause does; flagged webhooks stay (BitLoot never clears needs_attention), so filter on at. SELECT * FROM needs_attention ORDER BY at DESC;';
 
-COMMENT ON COLUMN public.needs_attention.kind IS 'What to look at: webhook, order, payment or email.';
+COMMENT ON COLUMN public.needs_attention.kind IS 'What to look at: webhook, order, payment, email, replacement or key return.';
 
 COMMENT ON COLUMN public.needs_attention.order_id IS 'The order concerned; NULL for a webhook that names no order of ours.';
 
-COMMENT ON COLUMN public.needs_attention.reference IS 'The row to open: webhook_events.id (webhook), orders.id (order), payments.payment_id (payment), email_outbox.id (email).';
+COMMENT ON COLUMN public.needs_attention.reference IS 'The row to open: webhook_events.id (webhook), orders.id (order), payments.payment_id (payment), email_outbox.id (email), key_replacements.id (replacement), kinguin_key_returns.id (key return).';
 
 COMMENT ON COLUMN public.needs_attention.status IS 'webhook: provider and event type; order: status/fulfillment_status; payment: its NOWPayments status; email: the outbox status.';
 
@@ -2074,7 +2424,15 @@ CREATE TABLE public.products (
     active boolean DEFAULT true NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    kinguin_price numeric,
+    kinguin_qty integer,
+    kinguin_text_qty integer,
+    kinguin_updated_at timestamp with time zone,
+    checked_at timestamp with time zone,
     CONSTRAINT products_currency_check CHECK ((currency ~ '^[a-z]{3}$'::text)),
+    CONSTRAINT products_kinguin_price_check CHECK ((kinguin_price > (0)::numeric)),
+    CONSTRAINT products_kinguin_qty_check CHECK ((kinguin_qty >= 0)),
+    CONSTRAINT products_kinguin_text_qty_check CHECK ((kinguin_text_qty >= 0)),
     CONSTRAINT products_max_cost_check CHECK ((max_cost > (0)::numeric)),
     CONSTRAINT products_name_check CHECK (((length(name) >= 1) AND (length(name) <= 200))),
     CONSTRAINT products_price_check CHECK ((price > (0)::numeric)),
@@ -2099,7 +2457,17 @@ COMMENT ON COLUMN public.products.active IS 'Whether new orders may name it (fal
 
 COMMENT ON COLUMN public.products.created_at IS 'When it was added (bitloot products add).';
 
-COMMENT ON COLUMN public.products.updated_at IS 'When it was last changed.';
+COMMENT ON COLUMN public.products.updated_at IS 'When the row last changed: by bitloot products add, or by a new answer from Kinguin (see checked_at).';
+
+COMMENT ON COLUMN public.products.kinguin_price IS 'The price (EUR) of Kinguin''s cheapest offer when last read; NULL: never read, or no offer in stock (Kinguin answered 404 ProductUnavailable).';
+
+COMMENT ON COLUMN public.products.kinguin_qty IS 'Keys in stock across Kinguin''s cheapest offers (any key type) when last told, by a read or a product.update webhook; NULL: never told.';
+
+COMMENT ON COLUMN public.products.kinguin_text_qty IS 'Text keys in stock across Kinguin''s cheapest offers (what a text_only product can buy); NULL: never told, or Kinguin did not say.';
+
+COMMENT ON COLUMN public.products.kinguin_updated_at IS 'Kinguin''s updatedAt of the newest answer applied (a read or a product.update webhook): a webhook dated at or before it is stale and ignored.';
+
+COMMENT ON COLUMN public.products.checked_at IS 'When the stored answer (price and stock) was last read from Kinguin, or came with a price in a product.update webhook. POST /orders reuses it while younger than BITLOOT_PRODUCT_CACHE_TTL; NULL: never read, or a webhook without a price changed the stock, so the next order reads the product again.';
 
 CREATE TABLE public.rate_limit_buckets (
     bucket text NOT NULL,
@@ -2111,6 +2479,101 @@ COMMENT ON TABLE public.rate_limit_buckets IS 'GCRA rate limiting shared by ever
 COMMENT ON COLUMN public.rate_limit_buckets.bucket IS 'rule:subject, e.g. download:address:<ip> (subjects are client addresses and token subjects; not readable by bitloot_auditor).';
 
 COMMENT ON COLUMN public.rate_limit_buckets.tat IS 'The theoretical arrival time of the next request the bucket allows.';
+
+ALTER TABLE public.recovery_requests ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.recovery_requests_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE VIEW public.refunds_due AS
+ WITH due AS (
+         SELECT o_1.id,
+            (('underpaid: '::text || COALESCE(o_1.status_reason, 'less than the total arrived'::text)) || ' (accept the payment or refund it)'::text) AS why,
+            ( SELECT max(e.at) AS max
+                   FROM public.order_events e
+                  WHERE ((e.order_id = o_1.id) AND (e.machine = 'order'::text) AND (e.to_status = 'underpaid'::text))) AS since
+           FROM public.orders o_1
+          WHERE (o_1.status = 'underpaid'::text)
+        UNION ALL
+         SELECT o_1.id,
+            (
+                CASE
+                    WHEN (k.status = ANY (ARRAY['canceled'::text, 'refunded'::text])) THEN ((('Kinguin order '::text || k.kinguin_order_id) || ' was '::text) || k.status)
+                    ELSE ('fulfillment failed: '::text || COALESCE(o_1.fulfillment_error, 'no reason recorded'::text))
+                END || ' (refund it, or retry the fulfillment)'::text),
+            GREATEST(( SELECT max(e.at) AS max
+                   FROM public.order_events e
+                  WHERE ((e.order_id = o_1.id) AND (e.machine = 'fulfillment'::text) AND (e.to_status = 'failed'::text))),
+                CASE
+                    WHEN (k.status = ANY (ARRAY['canceled'::text, 'refunded'::text])) THEN COALESCE(k.status_updated_at, k.updated_at)
+                    ELSE NULL::timestamp with time zone
+                END) AS "greatest"
+           FROM (public.orders o_1
+             LEFT JOIN public.kinguin_orders k ON ((k.order_id = o_1.id)))
+          WHERE ((o_1.status = 'paid'::text) AND ((o_1.fulfillment_status = 'failed'::text) OR (k.status = ANY (ARRAY['canceled'::text, 'refunded'::text]))))
+        ), arrived AS (
+         SELECT p.order_id,
+                CASE
+                    WHEN (count(DISTINCT p.pay_currency) = 1) THEN trim_scale(sum(p.actually_paid))
+                    ELSE NULL::numeric
+                END AS actually_paid,
+            string_agg(DISTINCT p.pay_currency, ','::text) AS pay_currency
+           FROM public.payments p
+          WHERE ((p.order_id IN ( SELECT due.id
+                   FROM due)) AND (p.status = ANY (ARRAY['confirming'::text, 'confirmed'::text, 'sending'::text, 'partially_paid'::text, 'finished'::text])) AND (p.actually_paid IS NOT NULL))
+          GROUP BY p.order_id
+        )
+ SELECT o.id AS order_id,
+    o.status,
+    o.fulfillment_status,
+    d.why,
+    o.email,
+    o.currency,
+    o.total_amount,
+    public.bitloot_amount_paid(o.id) AS amount_due,
+    a.actually_paid,
+    a.pay_currency,
+    COALESCE(d.since, o.updated_at) AS since
+   FROM ((due d
+     JOIN public.orders o ON ((o.id = d.id)))
+     LEFT JOIN arrived a ON ((a.order_id = o.id)));
+
+COMMENT ON VIEW public.refunds_due IS 'Orders whose money an admin must settle (GET /admin/refunds-due): paid orders that cannot be delivered (fulfillment failed, or their Kinguin order was canceled or refunded) and underpaid orders. Refund them (POST /admin/orders/{id}/refund) or, for underpaid ones, accept the payment (POST /admin/orders/{id}/accept-payment); a failed fulfillment may also be retried. Newest first: ORDER BY since DESC.';
+
+COMMENT ON COLUMN public.refunds_due.order_id IS 'The order.';
+
+COMMENT ON COLUMN public.refunds_due.status IS 'Its status: paid or underpaid.';
+
+COMMENT ON COLUMN public.refunds_due.fulfillment_status IS 'Its fulfillment status.';
+
+COMMENT ON COLUMN public.refunds_due.why IS 'Why it is here, and what can be done.';
+
+COMMENT ON COLUMN public.refunds_due.email IS 'The customer''s address (where the refund notice goes).';
+
+COMMENT ON COLUMN public.refunds_due.currency IS 'The order''s currency.';
+
+COMMENT ON COLUMN public.refunds_due.total_amount IS 'The order total.';
+
+COMMENT ON COLUMN public.refunds_due.amount_due IS 'What a refund gives back by default: bitloot_amount_paid (the total when a payment covered it, else what arrived, in the order currency, rounded down to cents).';
+
+COMMENT ON COLUMN public.refunds_due.actually_paid IS 'What arrived in crypto: the sum of actually_paid of the order''s payments that money reached; NULL when they were in several currencies (see pay_currency) or none arrived.';
+
+COMMENT ON COLUMN public.refunds_due.pay_currency IS 'The crypto currency of actually_paid (a comma list when several).';
+
+COMMENT ON COLUMN public.refunds_due.since IS 'Since when: the order became underpaid, its fulfillment failed, or its Kinguin order was canceled (the order''s updated_at when no event says).';
+
+ALTER TABLE public.refunds ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.refunds_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
 
 CREATE TABLE public.vault_canaries (
     master_key_id text NOT NULL,
@@ -2165,6 +2628,9 @@ ALTER TABLE ONLY public.email_outbox
 ALTER TABLE ONLY public.email_outbox
     ADD CONSTRAINT email_outbox_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY public.email_outbox
+    ADD CONSTRAINT email_outbox_recovery_request_id_key UNIQUE (recovery_request_id);
+
 ALTER TABLE ONLY public.fulfillment_status_transitions
     ADD CONSTRAINT fulfillment_status_transitions_pkey PRIMARY KEY (from_status, to_status);
 
@@ -2180,8 +2646,26 @@ ALTER TABLE ONLY public.key_delivery_logs
 ALTER TABLE ONLY public.key_delivery_logs
     ADD CONSTRAINT key_delivery_logs_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY public.key_replacements
+    ADD CONSTRAINT key_replacements_external_id_key UNIQUE (external_id);
+
+ALTER TABLE ONLY public.key_replacements
+    ADD CONSTRAINT key_replacements_kinguin_order_id_key UNIQUE (kinguin_order_id);
+
+ALTER TABLE ONLY public.key_replacements
+    ADD CONSTRAINT key_replacements_order_id_key_id_key UNIQUE (order_id, key_id);
+
+ALTER TABLE ONLY public.key_replacements
+    ADD CONSTRAINT key_replacements_order_id_number_key UNIQUE (order_id, number);
+
+ALTER TABLE ONLY public.key_replacements
+    ADD CONSTRAINT key_replacements_pkey PRIMARY KEY (id);
+
 ALTER TABLE ONLY public.kinguin_calls
     ADD CONSTRAINT kinguin_calls_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.kinguin_key_returns
+    ADD CONSTRAINT kinguin_key_returns_pkey PRIMARY KEY (id);
 
 ALTER TABLE ONLY public.kinguin_orders
     ADD CONSTRAINT kinguin_orders_kinguin_order_id_key UNIQUE (kinguin_order_id);
@@ -2243,6 +2727,18 @@ ALTER TABLE ONLY public.products
 ALTER TABLE ONLY public.rate_limit_buckets
     ADD CONSTRAINT rate_limit_buckets_pkey PRIMARY KEY (bucket);
 
+ALTER TABLE ONLY public.recovery_request_orders
+    ADD CONSTRAINT recovery_request_orders_pkey PRIMARY KEY (request_id, order_id);
+
+ALTER TABLE ONLY public.recovery_requests
+    ADD CONSTRAINT recovery_requests_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.refunds
+    ADD CONSTRAINT refunds_order_id_key UNIQUE (order_id);
+
+ALTER TABLE ONLY public.refunds
+    ADD CONSTRAINT refunds_pkey PRIMARY KEY (id);
+
 ALTER TABLE ONLY public.vault_canaries
     ADD CONSTRAINT vault_canaries_pkey PRIMARY KEY (master_key_id);
 
@@ -2270,7 +2766,15 @@ CREATE INDEX key_delivery_logs_expiry_idx ON public.key_delivery_logs USING btre
 
 CREATE INDEX key_delivery_logs_master_key_idx ON public.key_delivery_logs USING btree (master_key_id);
 
+CREATE INDEX key_replacements_status_idx ON public.key_replacements USING btree (status) WHERE (status = ANY (ARRAY['requested'::text, 'placed'::text, 'failed'::text]));
+
 CREATE INDEX kinguin_calls_order_idx ON public.kinguin_calls USING btree (order_id, id);
+
+CREATE INDEX kinguin_calls_replacement_idx ON public.kinguin_calls USING btree (replacement_id) WHERE (replacement_id IS NOT NULL);
+
+CREATE UNIQUE INDEX kinguin_key_returns_one_request ON public.kinguin_key_returns USING btree (order_id) WHERE (outcome = 'requested'::text);
+
+CREATE INDEX kinguin_key_returns_order_idx ON public.kinguin_key_returns USING btree (order_id, id);
 
 CREATE INDEX order_access_tokens_order_idx ON public.order_access_tokens USING btree (order_id);
 
@@ -2308,6 +2812,10 @@ CREATE UNIQUE INDEX procrastinate_jobs_queueing_lock_idx_v1 ON public.procrastin
 
 CREATE INDEX procrastinate_periodic_defers_job_id_fkey_v1 ON public.procrastinate_periodic_defers USING btree (job_id);
 
+CREATE INDEX recovery_request_orders_order_idx ON public.recovery_request_orders USING btree (order_id);
+
+CREATE INDEX recovery_requests_email_idx ON public.recovery_requests USING btree (email, requested_at);
+
 CREATE INDEX webhook_events_attention_idx ON public.webhook_events USING btree (received_at) WHERE needs_attention;
 
 CREATE INDEX webhook_events_external_idx ON public.webhook_events USING btree (provider, external_id, id);
@@ -2338,9 +2846,21 @@ CREATE TRIGGER key_delivery_logs_no_truncate BEFORE TRUNCATE ON public.key_deliv
 
 CREATE TRIGGER key_delivery_logs_touch BEFORE UPDATE ON public.key_delivery_logs FOR EACH ROW EXECUTE FUNCTION public.bitloot_touch_updated_at();
 
+CREATE TRIGGER key_replacements_guard BEFORE UPDATE ON public.key_replacements FOR EACH ROW EXECUTE FUNCTION public.bitloot_key_replacements_guard();
+
+CREATE TRIGGER key_replacements_no_delete BEFORE DELETE ON public.key_replacements FOR EACH ROW EXECUTE FUNCTION public.bitloot_reject_change();
+
+CREATE TRIGGER key_replacements_no_truncate BEFORE TRUNCATE ON public.key_replacements FOR EACH STATEMENT EXECUTE FUNCTION public.bitloot_reject_change();
+
+CREATE TRIGGER key_replacements_touch BEFORE UPDATE ON public.key_replacements FOR EACH ROW EXECUTE FUNCTION public.bitloot_touch_updated_at();
+
 CREATE TRIGGER kinguin_calls_append_only BEFORE DELETE OR UPDATE ON public.kinguin_calls FOR EACH ROW EXECUTE FUNCTION public.bitloot_reject_change();
 
 CREATE TRIGGER kinguin_calls_no_truncate BEFORE TRUNCATE ON public.kinguin_calls FOR EACH STATEMENT EXECUTE FUNCTION public.bitloot_reject_change();
+
+CREATE TRIGGER kinguin_key_returns_append_only BEFORE DELETE OR UPDATE ON public.kinguin_key_returns FOR EACH ROW EXECUTE FUNCTION public.bitloot_reject_change();
+
+CREATE TRIGGER kinguin_key_returns_no_truncate BEFORE TRUNCATE ON public.kinguin_key_returns FOR EACH STATEMENT EXECUTE FUNCTION public.bitloot_reject_change();
 
 CREATE TRIGGER kinguin_orders_guard BEFORE UPDATE ON public.kinguin_orders FOR EACH ROW EXECUTE FUNCTION public.bitloot_kinguin_orders_guard();
 
@@ -2396,6 +2916,18 @@ CREATE TRIGGER procrastinate_trigger_status_events_update_v1 AFTER UPDATE OF sta
 
 CREATE TRIGGER products_touch BEFORE UPDATE ON public.products FOR EACH ROW EXECUTE FUNCTION public.bitloot_touch_updated_at();
 
+CREATE TRIGGER recovery_request_orders_append_only BEFORE DELETE OR UPDATE ON public.recovery_request_orders FOR EACH ROW EXECUTE FUNCTION public.bitloot_reject_change();
+
+CREATE TRIGGER recovery_request_orders_no_truncate BEFORE TRUNCATE ON public.recovery_request_orders FOR EACH STATEMENT EXECUTE FUNCTION public.bitloot_reject_change();
+
+CREATE TRIGGER recovery_requests_append_only BEFORE DELETE OR UPDATE ON public.recovery_requests FOR EACH ROW EXECUTE FUNCTION public.bitloot_reject_change();
+
+CREATE TRIGGER recovery_requests_no_truncate BEFORE TRUNCATE ON public.recovery_requests FOR EACH STATEMENT EXECUTE FUNCTION public.bitloot_reject_change();
+
+CREATE TRIGGER refunds_append_only BEFORE DELETE OR UPDATE ON public.refunds FOR EACH ROW EXECUTE FUNCTION public.bitloot_reject_change();
+
+CREATE TRIGGER refunds_no_truncate BEFORE TRUNCATE ON public.refunds FOR EACH STATEMENT EXECUTE FUNCTION public.bitloot_reject_change();
+
 CREATE TRIGGER webhook_events_guard BEFORE UPDATE ON public.webhook_events FOR EACH ROW EXECUTE FUNCTION public.bitloot_webhook_events_guard();
 
 CREATE TRIGGER webhook_events_no_delete BEFORE DELETE ON public.webhook_events FOR EACH ROW EXECUTE FUNCTION public.bitloot_reject_change();
@@ -2408,14 +2940,32 @@ ALTER TABLE ONLY public.admin_audit_log
 ALTER TABLE ONLY public.email_outbox
     ADD CONSTRAINT email_outbox_order_id_fkey FOREIGN KEY (order_id) REFERENCES public.orders(id);
 
+ALTER TABLE ONLY public.email_outbox
+    ADD CONSTRAINT email_outbox_recovery_request_id_fkey FOREIGN KEY (recovery_request_id) REFERENCES public.recovery_requests(id);
+
 ALTER TABLE ONLY public.key_access_events
     ADD CONSTRAINT key_access_events_order_id_fkey FOREIGN KEY (order_id) REFERENCES public.orders(id);
 
 ALTER TABLE ONLY public.key_delivery_logs
     ADD CONSTRAINT key_delivery_logs_order_id_fkey FOREIGN KEY (order_id) REFERENCES public.orders(id);
 
+ALTER TABLE ONLY public.key_replacements
+    ADD CONSTRAINT key_replacements_order_id_fkey FOREIGN KEY (order_id) REFERENCES public.orders(id);
+
+ALTER TABLE ONLY public.key_replacements
+    ADD CONSTRAINT key_replacements_order_id_key_id_fkey FOREIGN KEY (order_id, key_id) REFERENCES public.key_delivery_logs(order_id, key_id);
+
+ALTER TABLE ONLY public.key_replacements
+    ADD CONSTRAINT key_replacements_product_id_fkey FOREIGN KEY (product_id) REFERENCES public.products(product_id);
+
 ALTER TABLE ONLY public.kinguin_calls
     ADD CONSTRAINT kinguin_calls_order_id_fkey FOREIGN KEY (order_id) REFERENCES public.orders(id);
+
+ALTER TABLE ONLY public.kinguin_calls
+    ADD CONSTRAINT kinguin_calls_replacement_id_fkey FOREIGN KEY (replacement_id) REFERENCES public.key_replacements(id);
+
+ALTER TABLE ONLY public.kinguin_key_returns
+    ADD CONSTRAINT kinguin_key_returns_order_id_fkey FOREIGN KEY (order_id) REFERENCES public.orders(id);
 
 ALTER TABLE ONLY public.kinguin_orders
     ADD CONSTRAINT kinguin_orders_order_id_fkey FOREIGN KEY (order_id) REFERENCES public.orders(id);
@@ -2449,6 +2999,15 @@ ALTER TABLE ONLY public.procrastinate_jobs
 
 ALTER TABLE ONLY public.procrastinate_periodic_defers
     ADD CONSTRAINT procrastinate_periodic_defers_job_id_fkey FOREIGN KEY (job_id) REFERENCES public.procrastinate_jobs(id);
+
+ALTER TABLE ONLY public.recovery_request_orders
+    ADD CONSTRAINT recovery_request_orders_order_id_fkey FOREIGN KEY (order_id) REFERENCES public.orders(id);
+
+ALTER TABLE ONLY public.recovery_request_orders
+    ADD CONSTRAINT recovery_request_orders_request_id_fkey FOREIGN KEY (request_id) REFERENCES public.recovery_requests(id);
+
+ALTER TABLE ONLY public.refunds
+    ADD CONSTRAINT refunds_order_id_fkey FOREIGN KEY (order_id) REFERENCES public.orders(id);
 
 ALTER TABLE ONLY public.webhook_events
     ADD CONSTRAINT webhook_events_outcome_fkey FOREIGN KEY (outcome) REFERENCES public.webhook_outcomes(outcome);

@@ -10,7 +10,17 @@ from pathlib import Path
 import grimp
 
 ROOT = Path(__file__).resolve().parents[1]
-DOMAINS = ("admin", "payments", "fulfillment", "delivery", "orders", "keypage", "inbox")
+DOMAINS = (
+    "admin",
+    "payments",
+    "fulfillment",
+    "delivery",
+    "orders",
+    "keypage",
+    "catalog",
+    "inbox",
+    "recovery",
+)
 
 
 def test_import_linter_contracts_are_kept() -> None:

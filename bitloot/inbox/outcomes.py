@@ -216,6 +216,31 @@ class Outcome(StrEnum):
         "Dated beyond our clock plus the allowed skew: flagged, watermark untouched; a job"
         " queued as a hint only if one would be for a correctly dated event.",
     )
+    # --- Kinguin order webhooks about a key replacement (bitloot/fulfillment/replace.py) ---
+    REPLACEMENT_ENQUEUED = (
+        "replacement_enqueued", KG,
+        "A key replacement's Kinguin order changed: its replace_key job was queued to look"
+        " again.",
+    )
+    REPLACEMENT_NOTED = (
+        "replacement_noted", KG,
+        "A key replacement's Kinguin order is processing: nothing to do yet.",
+    )
+    REPLACEMENT_SETTLED = (
+        "replacement_settled", KG,
+        "A key replacement already delivered or failed: nothing done; flagged on"
+        " cancel/refund.",
+    )
+    # --- Kinguin product.update webhooks (bitloot/catalog/service.py) ----------------------
+    PRODUCT_UPDATED = (
+        "product_updated", KG,
+        "A product we sell: its Kinguin stock (and price, when sent) stored; without a price the"
+        " next order reads the product again.",
+    )
+    UNKNOWN_PRODUCT = (
+        "unknown_product", KG,
+        "A product.update for a product we do not sell: recorded, nothing applied.",
+    )
     # Our order is not paid-and-awaiting-keys (order_<status>_<fulfillment_status>): nothing
     # done; flagged when Kinguin reports canceled or refunded. One per state the schema allows.
     ORDER_CREATED_PENDING = (
