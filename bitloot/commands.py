@@ -5,6 +5,7 @@ from __future__ import annotations
 
 REGISTRARS = [
     "bitloot.ops:register",
+    "bitloot.webhook_commands:register",
     "bitloot.server:register",
     "bitloot.worker:register",
     "bitloot.sim.app:register",

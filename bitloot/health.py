@@ -14,13 +14,15 @@ from bitloot.metrics import (
     NEEDS_ATTENTION,
     QUEUE_DEPTH,
     STUCK_ORDERS,
+    WEBHOOK_OLDEST_PENDING,
     exposition,
 )
-from bitloot.queue import EMAIL_QUEUE, FULFILLMENT_QUEUE, MAINTENANCE_QUEUE
+from bitloot.queue import EMAIL_QUEUE, FULFILLMENT_QUEUE, MAINTENANCE_QUEUE, WEBHOOKS_QUEUE
 from bitloot.resources import Resources
 from bitloot.web.context import RESOURCES, resources
 from bitloot.web.contract import Ok, operation
 from bitloot.web.errors import ServiceUnavailable
+from bitloot.webhooks import service as webhooks
 
 routes = web.RouteTableDef()
 metrics_routes = web.RouteTableDef()
@@ -115,12 +117,13 @@ UNION ALL SELECT 'stuck', '', count(*) FROM stuck_orders
 UNION ALL SELECT 'attention', kind, count(*) FROM needs_attention GROUP BY kind
 """
 # Always exported (as 0 when empty), so an alert on `> 0` sees a zero, not nothing.
-ATTENTION_KINDS = ("order", "payment", "webhook", "email")
-JOB_QUEUES = (FULFILLMENT_QUEUE, EMAIL_QUEUE, MAINTENANCE_QUEUE)
+ATTENTION_KINDS = ("order", "payment", "webhook", "email", "webhook endpoint")
+JOB_QUEUES = (FULFILLMENT_QUEUE, EMAIL_QUEUE, MAINTENANCE_QUEUE, WEBHOOKS_QUEUE)
 
 
 async def _refresh_attention(ctx: Resources) -> None:
-    """Set the failed-job, stuck-order and needs-attention gauges from the audit views.
+    """Set the failed-job, stuck-order and needs-attention gauges from the audit views, and
+    the age of the oldest undelivered outbound webhook.
 
     A database that does not answer within READY_TIMEOUT leaves the labelled series out of
     this scrape and `bitloot_stuck_orders` NaN (unknown, not zero), instead of failing it.
@@ -135,11 +138,14 @@ async def _refresh_attention(ctx: Resources) -> None:
             await conn.execute("SET LOCAL statement_timeout = '3s'")  # READY_TIMEOUT
             cur = await conn.execute(ATTENTION_COUNTS)
             rows = await cur.fetchall()
+            oldest_webhook = await webhooks.oldest_pending_age(conn)
     except Exception:  # metrics must answer even when the database does not
         FAILED_JOBS.clear()
         NEEDS_ATTENTION.clear()
         STUCK_ORDERS.set(float("nan"))
+        WEBHOOK_OLDEST_PENDING.set(float("nan"))
         return
+    WEBHOOK_OLDEST_PENDING.set(oldest_webhook)
     FAILED_JOBS.clear()
     NEEDS_ATTENTION.clear()
     STUCK_ORDERS.set(0)

@@ -89,6 +89,23 @@ JOB_OUTCOMES = Counter(
     ["task", "outcome"],
     registry=REGISTRY,
 )
+# Outbound webhooks (bitloot.webhooks.delivery): counted by the worker that made the
+# attempt; the backlog's age is read from the database when /metrics is scraped.
+WEBHOOK_ATTEMPTS = Counter(
+    "bitloot_webhook_attempts_total",
+    "Outbound webhook delivery attempts made by this worker, by outcome (delivered, retry,"
+    " failed, refused_address).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+WEBHOOK_OLDEST_PENDING = Gauge(
+    "bitloot_webhook_oldest_pending_seconds",
+    "Age of the oldest outbound webhook event not yet delivered to an enabled endpoint"
+    " (0: none), read when /metrics is scraped.",
+    registry=REGISTRY,
+)
+for _outcome in ("delivered", "retry", "failed", "refused_address"):
+    WEBHOOK_ATTEMPTS.labels(outcome=_outcome)  # exported as 0 before the first attempt
 
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 

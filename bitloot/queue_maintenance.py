@@ -10,6 +10,8 @@ from typing import Any
 
 import structlog
 from procrastinate import JobContext
+from procrastinate.exceptions import UniqueViolation
+from procrastinate.jobs import Status
 
 from bitloot.queue import MAINTENANCE_QUEUE, queue_app
 
@@ -28,7 +30,15 @@ async def retry_stalled_jobs(context: JobContext, timestamp: int) -> int:
     manager = context.app.job_manager
     stalled = list(await manager.get_stalled_jobs(seconds_since_heartbeat=STALLED_AFTER_SECONDS))
     for job in stalled:
-        await manager.retry_job(job)
+        try:
+            await manager.retry_job(job)
+        except UniqueViolation:
+            # A job with the same queueing lock is already waiting (a deliver_webhooks of
+            # the same endpoint and order, queued while this one ran): it does this one's
+            # work, and the lock allows one waiting job only. This one ends, aborted.
+            await manager.finish_job(job, status=Status.ABORTED, delete_job=False)
+            log.warning("job.stalled_superseded", job_id=job.id, task=job.task_name)
+            continue
         log.warning("job.stalled_retried", job_id=job.id, task=job.task_name)
     return len(stalled)
 

@@ -10,6 +10,7 @@ import structlog
 from aiohttp import web
 
 from bitloot.admin.routes import routes as admin_routes
+from bitloot.admin.webhook_routes import routes as webhook_endpoint_routes
 from bitloot.catalog.routes import routes as catalog_routes
 from bitloot.catalog.service import reader_client
 from bitloot.config import Settings, check_webhook_secrets
@@ -45,6 +46,7 @@ def route_tables(settings: Settings) -> list[web.RouteTableDef]:
         keypage_routes,
         recovery_routes,
         admin_routes,
+        webhook_endpoint_routes,
         openapi_routes,
     ]
     if settings.metrics_public:
@@ -57,11 +59,13 @@ async def build_app(settings: Settings) -> web.Application:
     check_webhook_secrets(settings)
     stack = AsyncExitStack()
     try:
-        # Handlers hold a connection only for their transaction; 20 keeps 32+ concurrent
-        # webhook requests from queueing for one (measured with `bitloot bench ipn`).
-        # No queue_app.open_async here: the API only defers jobs on its own connections
-        # (configure(connection=conn)), which needs no procrastinate pool.
-        res = await open_resources(settings, stack, pool_size=20)
+        # Handlers hold a connection only for their transaction; the default 20 keeps 32+
+        # concurrent webhook requests from queueing for one (measured with `bitloot bench
+        # ipn`). No queue_app.open_async here: the API only defers jobs on its own
+        # connections (configure(connection=conn)), which needs no procrastinate pool.
+        res = await open_resources(settings, stack, pool_size=settings.api_pool_size)
+        log.info("serve.started", pool_size=settings.api_pool_size,
+                 pooler=settings.database_pooler)  # fmt: skip
         # POST /orders reads stock and price from Kinguin (a short timeout, one retry).
         kinguin = reader_client(settings)
         if kinguin is not None:

@@ -89,6 +89,20 @@ $$;
 
 COMMENT ON FUNCTION public.bitloot_correct_order_email(p_order_id uuid, p_new_email text, p_admin_id text, p_reason text) IS 'The one correction of an order: its email, by an admin with a reason. Writes an admin_audit_log row (action correct_order_email, details old_email, new_email, xid) and then the email; the orders trigger accepts an email change only with that row.';
 
+CREATE FUNCTION public.bitloot_defer_webhook_job(p_endpoint_id uuid, p_order_id uuid) RETURNS void
+    LANGUAGE sql
+    AS $$
+    INSERT INTO procrastinate_jobs (queue_name, task_name, lock, queueing_lock, args)
+    VALUES ('webhooks', 'deliver_webhooks',
+            'webhook:' || p_endpoint_id || ':' || p_order_id,
+            'webhook:' || p_endpoint_id || ':' || p_order_id,
+            jsonb_build_object('endpoint_id', p_endpoint_id::text,
+                               'order_id', p_order_id::text))
+    ON CONFLICT (queueing_lock) WHERE status = 'todo' DO NOTHING
+$$;
+
+COMMENT ON FUNCTION public.bitloot_defer_webhook_job(p_endpoint_id uuid, p_order_id uuid) IS 'Queues deliver_webhooks for one endpoint and order (procrastinate job, queue webhooks) unless one is already waiting; in the caller''s transaction.';
+
 CREATE FUNCTION public.bitloot_email_outbox_guard() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
@@ -317,6 +331,22 @@ $$;
 
 COMMENT ON FUNCTION public.bitloot_key_replacements_guard() IS 'key_replacements: order, key, number, admin, reason, product, external_id and created_at never change; placement_started_at, kinguin_order_id and new_key_id are set once; status only forward (requested -> placed -> delivered, requested|placed -> failed), delivered and failed are final (BL005).';
 
+CREATE FUNCTION public.bitloot_key_replacements_webhook_events() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF NEW.status = 'delivered' AND OLD.status <> 'delivered' THEN
+        PERFORM bitloot_queue_webhook_event(
+            NEW.order_id, 'order.key_replaced',
+            (SELECT bitloot_order_webhook_data(o) FROM orders o WHERE o.id = NEW.order_id)
+                || jsonb_build_object('keyId', NEW.key_id, 'replacementNumber', NEW.number));
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+COMMENT ON FUNCTION public.bitloot_key_replacements_webhook_events() IS 'A delivered key replacement queues order.key_replaced (with the replaced keyId).';
+
 CREATE FUNCTION public.bitloot_kinguin_orders_guard() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
@@ -349,6 +379,87 @@ CREATE FUNCTION public.bitloot_order_visible(order_id uuid, order_user_id text, 
 $$;
 
 COMMENT ON FUNCTION public.bitloot_order_visible(order_id uuid, order_user_id text, is_admin boolean, user_id text, token_order_id uuid) IS 'The one ownership rule of customer queries: true for an admin, the order''s signed-in owner (user_id), or an order token for this very order (token_order_id).';
+
+CREATE TABLE public.orders (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    user_id text,
+    email text NOT NULL,
+    currency text NOT NULL,
+    total_amount numeric(12,2) NOT NULL,
+    status text DEFAULT 'created'::text NOT NULL,
+    fulfillment_status text DEFAULT 'pending'::text NOT NULL,
+    status_reason text,
+    fulfillment_error text,
+    invoice_id text,
+    invoice_url text,
+    invoice_error text,
+    kinguin_placement_started_at timestamp with time zone,
+    idempotency_key text,
+    paid_at timestamp with time zone,
+    fulfilled_at timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT fulfilled_order_has_keys CHECK (((status <> 'fulfilled'::text) OR (fulfillment_status = 'fulfilled'::text))),
+    CONSTRAINT fulfillment_needs_payment CHECK (((fulfillment_status = 'pending'::text) OR (status = ANY (ARRAY['paid'::text, 'fulfilled'::text, 'refunded'::text])))),
+    CONSTRAINT orders_currency_check CHECK ((currency ~ '^[a-z]{3}$'::text)),
+    CONSTRAINT orders_email_check CHECK ((email ~ '^[^@\s]+@[^@\s]+$'::text)),
+    CONSTRAINT orders_fulfillment_status_check CHECK ((fulfillment_status = ANY (ARRAY['pending'::text, 'processing'::text, 'fulfilled'::text, 'failed'::text]))),
+    CONSTRAINT orders_idempotency_key_check CHECK (((length(idempotency_key) >= 1) AND (length(idempotency_key) <= 200))),
+    CONSTRAINT orders_status_check CHECK ((status = ANY (ARRAY['created'::text, 'waiting'::text, 'confirming'::text, 'paid'::text, 'fulfilled'::text, 'underpaid'::text, 'failed'::text, 'expired'::text, 'refunded'::text]))),
+    CONSTRAINT orders_total_amount_check CHECK ((total_amount > (0)::numeric))
+);
+
+COMMENT ON TABLE public.orders IS 'One customer order. status is the payment-side state machine, fulfillment_status the delivery side; both are enforced by trigger orders_status_guard and logged to order_events.';
+
+COMMENT ON COLUMN public.orders.id IS 'The order id: in URLs, emails, and Kinguin''s orderExternalId.';
+
+COMMENT ON COLUMN public.orders.user_id IS 'The JWT sub of a signed-in customer; NULL for guest checkout.';
+
+COMMENT ON COLUMN public.orders.email IS 'Where the delivery email goes (as the customer typed it).';
+
+COMMENT ON COLUMN public.orders.currency IS 'The currency of total_amount and of the invoice (lower case, e.g. eur).';
+
+COMMENT ON COLUMN public.orders.total_amount IS 'What the customer owes: the sum of qty * unit_price of its items.';
+
+COMMENT ON COLUMN public.orders.status IS 'Payment side: created, waiting, confirming, paid, fulfilled, underpaid, failed, expired, refunded; legal moves in order_status_transitions.';
+
+COMMENT ON COLUMN public.orders.fulfillment_status IS 'Delivery side: pending, processing, fulfilled, failed; legal moves in fulfillment_status_transitions.';
+
+COMMENT ON COLUMN public.orders.status_reason IS 'Why the order is in its current status (e.g. underpaid by 0.50).';
+
+COMMENT ON COLUMN public.orders.fulfillment_error IS 'The last fulfillment failure, shown to admins.';
+
+COMMENT ON COLUMN public.orders.invoice_id IS 'The NOWPayments invoice id; NULL until the invoice is created.';
+
+COMMENT ON COLUMN public.orders.invoice_url IS 'The NOWPayments hosted payment page the customer pays on.';
+
+COMMENT ON COLUMN public.orders.invoice_error IS 'Why creating the NOWPayments invoice failed (order stays created).';
+
+COMMENT ON COLUMN public.orders.kinguin_placement_started_at IS 'Set (and committed) before the Kinguin order is placed: a retry that finds it set but no kinguin_orders row looks the order up by orderExternalId instead of buying again.';
+
+COMMENT ON COLUMN public.orders.idempotency_key IS 'The Idempotency-Key of POST /orders for orders made before migration 0007; no longer written (order_idempotency_keys holds the keys now, per caller and for 24 hours).';
+
+COMMENT ON COLUMN public.orders.paid_at IS 'When it became paid (set by the status trigger).';
+
+COMMENT ON COLUMN public.orders.fulfilled_at IS 'When its keys were all stored (set by the status trigger).';
+
+COMMENT ON COLUMN public.orders.created_at IS 'When it was created (POST /orders).';
+
+COMMENT ON COLUMN public.orders.updated_at IS 'When the row last changed.';
+
+CREATE FUNCTION public.bitloot_order_webhook_data(o public.orders) RETURNS jsonb
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT jsonb_build_object(
+        'orderId', o.id,
+        'status', o.status,
+        'fulfillmentStatus', o.fulfillment_status,
+        'total', trim_scale(o.total_amount)::text,
+        'currency', o.currency,
+        'email', o.email)
+$$;
+
+COMMENT ON FUNCTION public.bitloot_order_webhook_data(o public.orders) IS 'The data of an order event: the order as of the change (email removed at sending unless BITLOOT_WEBHOOK_INCLUDE_EMAIL).';
 
 CREATE FUNCTION public.bitloot_orders_log_events() RETURNS trigger
     LANGUAGE plpgsql
@@ -459,6 +570,26 @@ $$;
 
 COMMENT ON FUNCTION public.bitloot_orders_status_guard() IS 'Enforces both order state machines: an illegal move raises SQLSTATE BL001.';
 
+CREATE FUNCTION public.bitloot_orders_webhook_events() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF NEW.status <> OLD.status
+       AND NEW.status IN ('paid', 'fulfilled', 'failed', 'underpaid', 'refunded', 'expired') THEN
+        PERFORM bitloot_queue_webhook_event(
+            NEW.id, 'order.' || NEW.status, bitloot_order_webhook_data(NEW));
+    END IF;
+    IF NEW.fulfillment_status <> OLD.fulfillment_status AND NEW.fulfillment_status = 'failed'
+       AND NEW.status = OLD.status THEN
+        PERFORM bitloot_queue_webhook_event(
+            NEW.id, 'order.failed', bitloot_order_webhook_data(NEW));
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+COMMENT ON FUNCTION public.bitloot_orders_webhook_events() IS 'After a committed-to-be status change of an order: queues its webhook event (order.<status>; order.failed also when the fulfillment fails).';
+
 CREATE FUNCTION public.bitloot_payment_evidence(p_order_id uuid) RETURNS text
     LANGUAGE sql STABLE
     AS $$
@@ -528,6 +659,35 @@ END;
 $$;
 
 COMMENT ON FUNCTION public.bitloot_payments_guard() IS 'payments: the status only rises in bitloot_payment_status_rank; payment_id and order_id never change; once final (finished, failed, expired, refunded) price_amount, price_currency, pay_amount, pay_currency, actually_paid and parent_payment_id are fixed (BL005).';
+
+CREATE FUNCTION public.bitloot_queue_webhook_event(p_order_id uuid, p_type text, p_data jsonb) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    message bigint;
+    endpoint uuid;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM webhook_endpoints e
+                    WHERE e.enabled AND e.removed_at IS NULL
+                      AND (e.event_types IS NULL OR p_type = ANY (e.event_types))) THEN
+        RETURN;  -- nobody listens: no message either
+    END IF;
+    INSERT INTO webhook_messages (msg_id, order_id, event_type, data)
+    VALUES ('msg_' || replace(gen_random_uuid()::text, '-', ''), p_order_id, p_type, p_data)
+    RETURNING id INTO message;
+    FOR endpoint IN
+        SELECT e.id FROM webhook_endpoints e
+         WHERE e.enabled AND e.removed_at IS NULL
+           AND (e.event_types IS NULL OR p_type = ANY (e.event_types))
+    LOOP
+        INSERT INTO webhook_deliveries (endpoint_id, message_id, order_id)
+        VALUES (endpoint, message, p_order_id);
+        PERFORM bitloot_defer_webhook_job(endpoint, p_order_id);
+    END LOOP;
+END;
+$$;
+
+COMMENT ON FUNCTION public.bitloot_queue_webhook_event(p_order_id uuid, p_type text, p_data jsonb) IS 'Writes one webhook_messages row (when any enabled endpoint wants p_type), one webhook_deliveries row per such endpoint, and queues their delivery jobs.';
 
 CREATE FUNCTION public.bitloot_reject_change() RETURNS trigger
     LANGUAGE plpgsql
@@ -1113,73 +1273,6 @@ COMMENT ON COLUMN public.order_events.actor IS 'Who moved it: api, worker, nowpa
 COMMENT ON COLUMN public.order_events.reason IS 'Why, as the actor said (bitloot.reason); NULL if it said nothing.';
 
 COMMENT ON COLUMN public.order_events.at IS 'When (clock time of the change).';
-
-CREATE TABLE public.orders (
-    id uuid DEFAULT gen_random_uuid() NOT NULL,
-    user_id text,
-    email text NOT NULL,
-    currency text NOT NULL,
-    total_amount numeric(12,2) NOT NULL,
-    status text DEFAULT 'created'::text NOT NULL,
-    fulfillment_status text DEFAULT 'pending'::text NOT NULL,
-    status_reason text,
-    fulfillment_error text,
-    invoice_id text,
-    invoice_url text,
-    invoice_error text,
-    kinguin_placement_started_at timestamp with time zone,
-    idempotency_key text,
-    paid_at timestamp with time zone,
-    fulfilled_at timestamp with time zone,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT fulfilled_order_has_keys CHECK (((status <> 'fulfilled'::text) OR (fulfillment_status = 'fulfilled'::text))),
-    CONSTRAINT fulfillment_needs_payment CHECK (((fulfillment_status = 'pending'::text) OR (status = ANY (ARRAY['paid'::text, 'fulfilled'::text, 'refunded'::text])))),
-    CONSTRAINT orders_currency_check CHECK ((currency ~ '^[a-z]{3}$'::text)),
-    CONSTRAINT orders_email_check CHECK ((email ~ '^[^@\s]+@[^@\s]+$'::text)),
-    CONSTRAINT orders_fulfillment_status_check CHECK ((fulfillment_status = ANY (ARRAY['pending'::text, 'processing'::text, 'fulfilled'::text, 'failed'::text]))),
-    CONSTRAINT orders_idempotency_key_check CHECK (((length(idempotency_key) >= 1) AND (length(idempotency_key) <= 200))),
-    CONSTRAINT orders_status_check CHECK ((status = ANY (ARRAY['created'::text, 'waiting'::text, 'confirming'::text, 'paid'::text, 'fulfilled'::text, 'underpaid'::text, 'failed'::text, 'expired'::text, 'refunded'::text]))),
-    CONSTRAINT orders_total_amount_check CHECK ((total_amount > (0)::numeric))
-);
-
-COMMENT ON TABLE public.orders IS 'One customer order. status is the payment-side state machine, fulfillment_status the delivery side; both are enforced by trigger orders_status_guard and logged to order_events.';
-
-COMMENT ON COLUMN public.orders.id IS 'The order id: in URLs, emails, and Kinguin''s orderExternalId.';
-
-COMMENT ON COLUMN public.orders.user_id IS 'The JWT sub of a signed-in customer; NULL for guest checkout.';
-
-COMMENT ON COLUMN public.orders.email IS 'Where the delivery email goes (as the customer typed it).';
-
-COMMENT ON COLUMN public.orders.currency IS 'The currency of total_amount and of the invoice (lower case, e.g. eur).';
-
-COMMENT ON COLUMN public.orders.total_amount IS 'What the customer owes: the sum of qty * unit_price of its items.';
-
-COMMENT ON COLUMN public.orders.status IS 'Payment side: created, waiting, confirming, paid, fulfilled, underpaid, failed, expired, refunded; legal moves in order_status_transitions.';
-
-COMMENT ON COLUMN public.orders.fulfillment_status IS 'Delivery side: pending, processing, fulfilled, failed; legal moves in fulfillment_status_transitions.';
-
-COMMENT ON COLUMN public.orders.status_reason IS 'Why the order is in its current status (e.g. underpaid by 0.50).';
-
-COMMENT ON COLUMN public.orders.fulfillment_error IS 'The last fulfillment failure, shown to admins.';
-
-COMMENT ON COLUMN public.orders.invoice_id IS 'The NOWPayments invoice id; NULL until the invoice is created.';
-
-COMMENT ON COLUMN public.orders.invoice_url IS 'The NOWPayments hosted payment page the customer pays on.';
-
-COMMENT ON COLUMN public.orders.invoice_error IS 'Why creating the NOWPayments invoice failed (order stays created).';
-
-COMMENT ON COLUMN public.orders.kinguin_placement_started_at IS 'Set (and committed) before the Kinguin order is placed: a retry that finds it set but no kinguin_orders row looks the order up by orderExternalId instead of buying again.';
-
-COMMENT ON COLUMN public.orders.idempotency_key IS 'The Idempotency-Key of POST /orders for orders made before migration 0007; no longer written (order_idempotency_keys holds the keys now, per caller and for 24 hours).';
-
-COMMENT ON COLUMN public.orders.paid_at IS 'When it became paid (set by the status trigger).';
-
-COMMENT ON COLUMN public.orders.fulfilled_at IS 'When its keys were all stored (set by the status trigger).';
-
-COMMENT ON COLUMN public.orders.created_at IS 'When it was created (POST /orders).';
-
-COMMENT ON COLUMN public.orders.updated_at IS 'When the row last changed.';
 
 CREATE VIEW public.daily_sales AS
  WITH sold AS (
@@ -2065,6 +2158,50 @@ COMMENT ON COLUMN public.stuck_orders.next_job_at IS 'When the waiting job is du
 
 COMMENT ON COLUMN public.stuck_orders.next_job_attempts IS 'How many times that job has already run.';
 
+CREATE TABLE public.webhook_endpoints (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    url text NOT NULL,
+    event_types text[],
+    description text,
+    enabled boolean DEFAULT true NOT NULL,
+    disabled_at timestamp with time zone,
+    disabled_reason text,
+    created_by text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    removed_at timestamp with time zone,
+    CONSTRAINT webhook_endpoints_created_by_check CHECK (((length(created_by) >= 1) AND (length(created_by) <= 500))),
+    CONSTRAINT webhook_endpoints_description_check CHECK ((length(description) <= 500)),
+    CONSTRAINT webhook_endpoints_disabled_has_reason CHECK ((enabled OR ((disabled_at IS NOT NULL) AND (disabled_reason IS NOT NULL)))),
+    CONSTRAINT webhook_endpoints_disabled_reason_check CHECK ((length(disabled_reason) <= 500)),
+    CONSTRAINT webhook_endpoints_event_types_check CHECK (((event_types IS NULL) OR (cardinality(event_types) > 0))),
+    CONSTRAINT webhook_endpoints_url_check CHECK (((length(url) >= 8) AND (length(url) <= 2000)))
+);
+
+COMMENT ON TABLE public.webhook_endpoints IS 'Where storefronts want BitLoot''s events (Standard Webhooks). Registered by an admin; a removed endpoint keeps its row (removed_at) so its attempts stay explained.';
+
+COMMENT ON COLUMN public.webhook_endpoints.id IS 'Endpoint id (shown by bitloot webhooks add).';
+
+COMMENT ON COLUMN public.webhook_endpoints.url IS 'Where events are POSTed: https, and never a private, loopback, link-local or metadata address (checked at registration and again at each delivery, against what the name resolves to), unless BITLOOT_WEBHOOK_ALLOW_PRIVATE_URLS is set.';
+
+COMMENT ON COLUMN public.webhook_endpoints.event_types IS 'The event types it receives (order.paid, ...); NULL: every type.';
+
+COMMENT ON COLUMN public.webhook_endpoints.description IS 'What the admin called it.';
+
+COMMENT ON COLUMN public.webhook_endpoints.enabled IS 'false: no new deliveries are made to it (an admin disabled it, or it failed for days).';
+
+COMMENT ON COLUMN public.webhook_endpoints.disabled_at IS 'When it was disabled.';
+
+COMMENT ON COLUMN public.webhook_endpoints.disabled_reason IS 'Why: an admin''s reason, or that its deliveries failed for days.';
+
+COMMENT ON COLUMN public.webhook_endpoints.created_by IS 'Who registered it (admin sub or cli:<user>).';
+
+COMMENT ON COLUMN public.webhook_endpoints.created_at IS 'When it was registered.';
+
+COMMENT ON COLUMN public.webhook_endpoints.updated_at IS 'When the row last changed.';
+
+COMMENT ON COLUMN public.webhook_endpoints.removed_at IS 'When it was removed (it receives nothing from then on); NULL while registered.';
+
 CREATE TABLE public.webhook_outcomes (
     outcome text NOT NULL,
     provider text,
@@ -2157,15 +2294,24 @@ UNION ALL
     k.at,
     (((('Kinguin key return '::text || COALESCE(k.kinguin_order_id, ''::text)) || ' ended in an error: '::text) || COALESCE(NULLIF(k.detail, ''::text), 'no detail'::text)) || ' (check the balance in Kinguin''s dashboard)'::text) AS why
    FROM public.kinguin_key_returns k
-  WHERE (k.outcome = 'error'::text);
+  WHERE (k.outcome = 'error'::text)
+UNION ALL
+ SELECT 'webhook endpoint'::text AS kind,
+    NULL::uuid AS order_id,
+    (e.id)::text AS reference,
+    'disabled'::text AS status,
+    e.disabled_at AS at,
+    (((('webhook endpoint '::text || e.url) || ' disabled: '::text) || e.disabled_reason) || ' (fix the receiver, then bitloot webhooks enable and redeliver)'::text) AS why
+   FROM public.webhook_endpoints e
+  WHERE ((NOT e.enabled) AND (e.removed_at IS NULL) AND (e.disabled_reason ~~ 'failing%'::text));
 
 COMMENT ON VIEW public.needs_attention IS 'Everything a human must look at, one row each, with why: flagged webhooks (see webhook_outcomes), underpaid orders, failed fulfillments, orders paid over an hour ago and not fulfilled, re-deposits, failed delivery emails. A row leaves when its cause does; flagged webhooks stay (BitLoot never clears needs_attention), so filter on at. SELECT * FROM needs_attention ORDER BY at DESC;';
 
-COMMENT ON COLUMN public.needs_attention.kind IS 'What to look at: webhook, order, payment, email, replacement or key return.';
+COMMENT ON COLUMN public.needs_attention.kind IS 'What to look at: webhook, order, payment, email, replacement, key return or webhook endpoint.';
 
 COMMENT ON COLUMN public.needs_attention.order_id IS 'The order concerned; NULL for a webhook that names no order of ours.';
 
-COMMENT ON COLUMN public.needs_attention.reference IS 'The row to open: webhook_events.id (webhook), orders.id (order), payments.payment_id (payment), email_outbox.id (email), key_replacements.id (replacement), kinguin_key_returns.id (key return).';
+COMMENT ON COLUMN public.needs_attention.reference IS 'The row to open: webhook_events.id (webhook), orders.id (order), payments.payment_id (payment), email_outbox.id (email), key_replacements.id (replacement), kinguin_key_returns.id (key return), webhook_endpoints.id (webhook endpoint).';
 
 COMMENT ON COLUMN public.needs_attention.status IS 'webhook: provider and event type; order: status/fulfillment_status; payment: its NOWPayments status; email: the outbox status.';
 
@@ -2589,8 +2735,202 @@ COMMENT ON COLUMN public.vault_canaries.wrapped IS 'A known value wrapped by tha
 
 COMMENT ON COLUMN public.vault_canaries.created_at IS 'When the key was first used.';
 
+CREATE TABLE public.webhook_attempts (
+    id bigint NOT NULL,
+    endpoint_id uuid NOT NULL,
+    message_id bigint NOT NULL,
+    attempt integer NOT NULL,
+    outcome text NOT NULL,
+    status_code integer,
+    latency_ms numeric(10,1),
+    error text,
+    at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT webhook_attempts_attempt_check CHECK ((attempt >= 1)),
+    CONSTRAINT webhook_attempts_error_check CHECK ((length(error) <= 500)),
+    CONSTRAINT webhook_attempts_outcome_check CHECK ((outcome = ANY (ARRAY['delivered'::text, 'retry'::text, 'failed'::text, 'refused_address'::text])))
+);
+
+COMMENT ON TABLE public.webhook_attempts IS 'Append-only: every HTTP attempt to deliver an event to an endpoint.';
+
+COMMENT ON COLUMN public.webhook_attempts.id IS 'Attempt id (identity).';
+
+COMMENT ON COLUMN public.webhook_attempts.endpoint_id IS 'The endpoint.';
+
+COMMENT ON COLUMN public.webhook_attempts.message_id IS 'The event.';
+
+COMMENT ON COLUMN public.webhook_attempts.attempt IS 'Which attempt of this delivery (1 is the first).';
+
+COMMENT ON COLUMN public.webhook_attempts.outcome IS 'delivered (2xx), retry (5xx, 408, 409, 425, 429, timeout, connection error: tried again later), failed (another 4xx, or the last retry), refused_address (the name resolved to a private or metadata address: not sent).';
+
+COMMENT ON COLUMN public.webhook_attempts.status_code IS 'The HTTP status, when an answer came.';
+
+COMMENT ON COLUMN public.webhook_attempts.latency_ms IS 'From sending to the answer (or the error).';
+
+COMMENT ON COLUMN public.webhook_attempts.error IS 'Why it failed, in one line (never the secret).';
+
+COMMENT ON COLUMN public.webhook_attempts.at IS 'When it was made.';
+
+ALTER TABLE public.webhook_attempts ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.webhook_attempts_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE TABLE public.webhook_deliveries (
+    endpoint_id uuid NOT NULL,
+    message_id bigint NOT NULL,
+    order_id uuid NOT NULL,
+    status text DEFAULT 'pending'::text NOT NULL,
+    attempts integer DEFAULT 0 NOT NULL,
+    next_attempt_at timestamp with time zone DEFAULT now() NOT NULL,
+    last_status_code integer,
+    last_error text,
+    delivered_at timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT webhook_deliveries_attempts_check CHECK ((attempts >= 0)),
+    CONSTRAINT webhook_deliveries_last_error_check CHECK ((length(last_error) <= 500)),
+    CONSTRAINT webhook_deliveries_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'delivered'::text, 'failed'::text])))
+);
+
+COMMENT ON TABLE public.webhook_deliveries IS 'One row per event per endpoint: where its delivery stands. An admin redelivery puts a failed row back to pending.';
+
+COMMENT ON COLUMN public.webhook_deliveries.endpoint_id IS 'The endpoint.';
+
+COMMENT ON COLUMN public.webhook_deliveries.message_id IS 'The event (webhook_messages.id).';
+
+COMMENT ON COLUMN public.webhook_deliveries.order_id IS 'The event''s order (copied, so one job drains one endpoint''s events of one order).';
+
+COMMENT ON COLUMN public.webhook_deliveries.status IS 'pending (to send, at next_attempt_at), delivered (a 2xx), failed (a 4xx that is not 408/409/425/429, or every retry used: about 3 days).';
+
+COMMENT ON COLUMN public.webhook_deliveries.attempts IS 'HTTP attempts so far.';
+
+COMMENT ON COLUMN public.webhook_deliveries.next_attempt_at IS 'When a pending delivery is tried next.';
+
+COMMENT ON COLUMN public.webhook_deliveries.last_status_code IS 'The last answer''s HTTP status, if any.';
+
+COMMENT ON COLUMN public.webhook_deliveries.last_error IS 'Why the last attempt failed, in one line.';
+
+COMMENT ON COLUMN public.webhook_deliveries.delivered_at IS 'When a 2xx came back.';
+
+COMMENT ON COLUMN public.webhook_deliveries.created_at IS 'When it was queued.';
+
+COMMENT ON COLUMN public.webhook_deliveries.updated_at IS 'When the row last changed.';
+
+CREATE TABLE public.webhook_messages (
+    id bigint NOT NULL,
+    msg_id text NOT NULL,
+    order_id uuid NOT NULL,
+    event_type text NOT NULL,
+    data jsonb NOT NULL,
+    created_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    CONSTRAINT webhook_messages_event_type_check CHECK ((event_type = ANY (ARRAY['order.paid'::text, 'order.fulfilled'::text, 'order.failed'::text, 'order.underpaid'::text, 'order.refunded'::text, 'order.expired'::text, 'order.key_replaced'::text]))),
+    CONSTRAINT webhook_messages_msg_id_check CHECK ((msg_id ~ '^msg_[0-9a-f]{32}$'::text))
+);
+
+COMMENT ON TABLE public.webhook_messages IS 'Append-only outbox of events for storefronts, written by trigger in the transaction of the change that caused them (so a rolled-back change has no event).';
+
+COMMENT ON COLUMN public.webhook_messages.id IS 'Order of events (identity): per order, the delivery order.';
+
+COMMENT ON COLUMN public.webhook_messages.msg_id IS 'The webhook-id header: the same on every attempt and every endpoint, so receivers dedupe.';
+
+COMMENT ON COLUMN public.webhook_messages.order_id IS 'The order the event is about.';
+
+COMMENT ON COLUMN public.webhook_messages.event_type IS 'order.paid, order.fulfilled, order.failed (payment failed, or fulfillment failed), order.underpaid, order.refunded, order.expired, order.key_replaced.';
+
+COMMENT ON COLUMN public.webhook_messages.data IS 'The event''s data as of the change: orderId, status, fulfillmentStatus, total, currency, email (sent only when BITLOOT_WEBHOOK_INCLUDE_EMAIL is set), keyId for order.key_replaced. Never a key, a data key, a signed URL or a token.';
+
+COMMENT ON COLUMN public.webhook_messages.created_at IS 'When it happened (the payload''s timestamp).';
+
+CREATE VIEW public.webhook_delivery_audit AS
+ SELECT d.endpoint_id,
+    e.url,
+    m.msg_id,
+    m.event_type,
+    m.order_id,
+    m.created_at AS event_at,
+    d.status,
+    d.attempts,
+    d.last_status_code,
+    d.last_error,
+    d.next_attempt_at,
+    d.delivered_at
+   FROM ((public.webhook_deliveries d
+     JOIN public.webhook_messages m ON ((m.id = d.message_id)))
+     JOIN public.webhook_endpoints e ON ((e.id = d.endpoint_id)));
+
+COMMENT ON VIEW public.webhook_delivery_audit IS 'Every event for every endpoint and where its delivery stands; the attempts are in webhook_attempts. SELECT * FROM webhook_delivery_audit WHERE status <> ''delivered'';';
+
+COMMENT ON COLUMN public.webhook_delivery_audit.endpoint_id IS 'The endpoint.';
+
+COMMENT ON COLUMN public.webhook_delivery_audit.url IS 'Its URL.';
+
+COMMENT ON COLUMN public.webhook_delivery_audit.msg_id IS 'The webhook-id the receiver sees.';
+
+COMMENT ON COLUMN public.webhook_delivery_audit.event_type IS 'order.paid, ...';
+
+COMMENT ON COLUMN public.webhook_delivery_audit.order_id IS 'The order.';
+
+COMMENT ON COLUMN public.webhook_delivery_audit.event_at IS 'When the event happened.';
+
+COMMENT ON COLUMN public.webhook_delivery_audit.status IS 'pending, delivered or failed.';
+
+COMMENT ON COLUMN public.webhook_delivery_audit.attempts IS 'HTTP attempts so far.';
+
+COMMENT ON COLUMN public.webhook_delivery_audit.last_status_code IS 'The last answer''s status.';
+
+COMMENT ON COLUMN public.webhook_delivery_audit.last_error IS 'Why the last attempt failed.';
+
+COMMENT ON COLUMN public.webhook_delivery_audit.next_attempt_at IS 'When a pending one is tried next.';
+
+COMMENT ON COLUMN public.webhook_delivery_audit.delivered_at IS 'When it was delivered.';
+
+CREATE TABLE public.webhook_endpoint_secrets (
+    id bigint NOT NULL,
+    endpoint_id uuid NOT NULL,
+    wrapped bytea NOT NULL,
+    master_key_id text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    expires_at timestamp with time zone
+);
+
+COMMENT ON TABLE public.webhook_endpoint_secrets IS 'An endpoint''s signing secrets (whsec_...), each wrapped (AES-GCM) by a master key, never in clear. Deliveries are signed with every secret not expired, so a rotation keeps deliveries verifiable by the old secret until it expires.';
+
+COMMENT ON COLUMN public.webhook_endpoint_secrets.id IS 'Secret id (identity).';
+
+COMMENT ON COLUMN public.webhook_endpoint_secrets.endpoint_id IS 'Whose secret.';
+
+COMMENT ON COLUMN public.webhook_endpoint_secrets.wrapped IS 'nonce || AES-GCM(master key, the 32 secret bytes), bound to the endpoint id.';
+
+COMMENT ON COLUMN public.webhook_endpoint_secrets.master_key_id IS 'The master key that wraps it (bitloot keys rotate re-wraps it under the newest).';
+
+COMMENT ON COLUMN public.webhook_endpoint_secrets.created_at IS 'When it was made.';
+
+COMMENT ON COLUMN public.webhook_endpoint_secrets.expires_at IS 'NULL: the current secret. Set when the secret is rotated: it still signs until then.';
+
+ALTER TABLE public.webhook_endpoint_secrets ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.webhook_endpoint_secrets_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
 ALTER TABLE public.webhook_events ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME public.webhook_events_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+ALTER TABLE public.webhook_messages ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.webhook_messages_id_seq
     START WITH 1
     INCREMENT BY 1
     NO MINVALUE
@@ -2742,11 +3082,29 @@ ALTER TABLE ONLY public.refunds
 ALTER TABLE ONLY public.vault_canaries
     ADD CONSTRAINT vault_canaries_pkey PRIMARY KEY (master_key_id);
 
+ALTER TABLE ONLY public.webhook_attempts
+    ADD CONSTRAINT webhook_attempts_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.webhook_deliveries
+    ADD CONSTRAINT webhook_deliveries_pkey PRIMARY KEY (endpoint_id, message_id);
+
+ALTER TABLE ONLY public.webhook_endpoint_secrets
+    ADD CONSTRAINT webhook_endpoint_secrets_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.webhook_endpoints
+    ADD CONSTRAINT webhook_endpoints_pkey PRIMARY KEY (id);
+
 ALTER TABLE ONLY public.webhook_events
     ADD CONSTRAINT webhook_events_pkey PRIMARY KEY (id);
 
 ALTER TABLE ONLY public.webhook_events
     ADD CONSTRAINT webhook_events_provider_dedup_key_key UNIQUE (provider, dedup_key);
+
+ALTER TABLE ONLY public.webhook_messages
+    ADD CONSTRAINT webhook_messages_msg_id_key UNIQUE (msg_id);
+
+ALTER TABLE ONLY public.webhook_messages
+    ADD CONSTRAINT webhook_messages_pkey PRIMARY KEY (id);
 
 ALTER TABLE ONLY public.webhook_outcomes
     ADD CONSTRAINT webhook_outcomes_pkey PRIMARY KEY (outcome);
@@ -2816,11 +3174,27 @@ CREATE INDEX recovery_request_orders_order_idx ON public.recovery_request_orders
 
 CREATE INDEX recovery_requests_email_idx ON public.recovery_requests USING btree (email, requested_at);
 
+CREATE INDEX webhook_attempts_delivery_idx ON public.webhook_attempts USING btree (endpoint_id, message_id, id);
+
+CREATE INDEX webhook_deliveries_failed_idx ON public.webhook_deliveries USING btree (updated_at) WHERE (status = 'failed'::text);
+
+CREATE INDEX webhook_deliveries_pair_idx ON public.webhook_deliveries USING btree (endpoint_id, order_id, message_id) WHERE (status = 'pending'::text);
+
+CREATE INDEX webhook_deliveries_pending_idx ON public.webhook_deliveries USING btree (created_at) WHERE (status = 'pending'::text);
+
+CREATE INDEX webhook_endpoint_secrets_endpoint_idx ON public.webhook_endpoint_secrets USING btree (endpoint_id, id);
+
+CREATE INDEX webhook_endpoint_secrets_master_key_idx ON public.webhook_endpoint_secrets USING btree (master_key_id);
+
 CREATE INDEX webhook_events_attention_idx ON public.webhook_events USING btree (received_at) WHERE needs_attention;
 
 CREATE INDEX webhook_events_external_idx ON public.webhook_events USING btree (provider, external_id, id);
 
 CREATE INDEX webhook_events_order_idx ON public.webhook_events USING btree (order_id, id) WHERE (order_id IS NOT NULL);
+
+CREATE INDEX webhook_messages_created_idx ON public.webhook_messages USING btree (created_at);
+
+CREATE INDEX webhook_messages_order_idx ON public.webhook_messages USING btree (order_id, id);
 
 CREATE TRIGGER admin_audit_log_append_only BEFORE DELETE OR UPDATE ON public.admin_audit_log FOR EACH ROW EXECUTE FUNCTION public.bitloot_reject_change();
 
@@ -2854,6 +3228,8 @@ CREATE TRIGGER key_replacements_no_truncate BEFORE TRUNCATE ON public.key_replac
 
 CREATE TRIGGER key_replacements_touch BEFORE UPDATE ON public.key_replacements FOR EACH ROW EXECUTE FUNCTION public.bitloot_touch_updated_at();
 
+CREATE TRIGGER key_replacements_webhook_events AFTER UPDATE ON public.key_replacements FOR EACH ROW EXECUTE FUNCTION public.bitloot_key_replacements_webhook_events();
+
 CREATE TRIGGER kinguin_calls_append_only BEFORE DELETE OR UPDATE ON public.kinguin_calls FOR EACH ROW EXECUTE FUNCTION public.bitloot_reject_change();
 
 CREATE TRIGGER kinguin_calls_no_truncate BEFORE TRUNCATE ON public.kinguin_calls FOR EACH STATEMENT EXECUTE FUNCTION public.bitloot_reject_change();
@@ -2881,6 +3257,8 @@ CREATE TRIGGER orders_no_delete BEFORE DELETE ON public.orders FOR EACH ROW EXEC
 CREATE TRIGGER orders_status_guard BEFORE INSERT OR UPDATE ON public.orders FOR EACH ROW EXECUTE FUNCTION public.bitloot_orders_status_guard();
 
 CREATE TRIGGER orders_status_guard_money BEFORE UPDATE ON public.orders FOR EACH ROW EXECUTE FUNCTION public.bitloot_orders_money_guard();
+
+CREATE TRIGGER orders_webhook_events AFTER UPDATE ON public.orders FOR EACH ROW EXECUTE FUNCTION public.bitloot_orders_webhook_events();
 
 CREATE TRIGGER payment_acceptances_append_only BEFORE DELETE OR UPDATE ON public.payment_acceptances FOR EACH ROW EXECUTE FUNCTION public.bitloot_reject_change();
 
@@ -2928,11 +3306,29 @@ CREATE TRIGGER refunds_append_only BEFORE DELETE OR UPDATE ON public.refunds FOR
 
 CREATE TRIGGER refunds_no_truncate BEFORE TRUNCATE ON public.refunds FOR EACH STATEMENT EXECUTE FUNCTION public.bitloot_reject_change();
 
+CREATE TRIGGER webhook_attempts_append_only BEFORE DELETE OR UPDATE ON public.webhook_attempts FOR EACH ROW EXECUTE FUNCTION public.bitloot_reject_change();
+
+CREATE TRIGGER webhook_attempts_no_truncate BEFORE TRUNCATE ON public.webhook_attempts FOR EACH STATEMENT EXECUTE FUNCTION public.bitloot_reject_change();
+
+CREATE TRIGGER webhook_deliveries_no_delete BEFORE DELETE ON public.webhook_deliveries FOR EACH ROW EXECUTE FUNCTION public.bitloot_reject_change();
+
+CREATE TRIGGER webhook_deliveries_touch BEFORE UPDATE ON public.webhook_deliveries FOR EACH ROW EXECUTE FUNCTION public.bitloot_touch_updated_at();
+
+CREATE TRIGGER webhook_endpoint_secrets_no_delete BEFORE DELETE ON public.webhook_endpoint_secrets FOR EACH ROW EXECUTE FUNCTION public.bitloot_reject_change();
+
+CREATE TRIGGER webhook_endpoints_no_delete BEFORE DELETE ON public.webhook_endpoints FOR EACH ROW EXECUTE FUNCTION public.bitloot_reject_change();
+
+CREATE TRIGGER webhook_endpoints_touch BEFORE UPDATE ON public.webhook_endpoints FOR EACH ROW EXECUTE FUNCTION public.bitloot_touch_updated_at();
+
 CREATE TRIGGER webhook_events_guard BEFORE UPDATE ON public.webhook_events FOR EACH ROW EXECUTE FUNCTION public.bitloot_webhook_events_guard();
 
 CREATE TRIGGER webhook_events_no_delete BEFORE DELETE ON public.webhook_events FOR EACH ROW EXECUTE FUNCTION public.bitloot_reject_change();
 
 CREATE TRIGGER webhook_events_no_truncate BEFORE TRUNCATE ON public.webhook_events FOR EACH STATEMENT EXECUTE FUNCTION public.bitloot_reject_change();
+
+CREATE TRIGGER webhook_messages_append_only BEFORE DELETE OR UPDATE ON public.webhook_messages FOR EACH ROW EXECUTE FUNCTION public.bitloot_reject_change();
+
+CREATE TRIGGER webhook_messages_no_truncate BEFORE TRUNCATE ON public.webhook_messages FOR EACH STATEMENT EXECUTE FUNCTION public.bitloot_reject_change();
 
 ALTER TABLE ONLY public.admin_audit_log
     ADD CONSTRAINT admin_audit_log_order_id_fkey FOREIGN KEY (order_id) REFERENCES public.orders(id);
@@ -3009,5 +3405,26 @@ ALTER TABLE ONLY public.recovery_request_orders
 ALTER TABLE ONLY public.refunds
     ADD CONSTRAINT refunds_order_id_fkey FOREIGN KEY (order_id) REFERENCES public.orders(id);
 
+ALTER TABLE ONLY public.webhook_attempts
+    ADD CONSTRAINT webhook_attempts_endpoint_id_fkey FOREIGN KEY (endpoint_id) REFERENCES public.webhook_endpoints(id);
+
+ALTER TABLE ONLY public.webhook_attempts
+    ADD CONSTRAINT webhook_attempts_message_id_fkey FOREIGN KEY (message_id) REFERENCES public.webhook_messages(id);
+
+ALTER TABLE ONLY public.webhook_deliveries
+    ADD CONSTRAINT webhook_deliveries_endpoint_id_fkey FOREIGN KEY (endpoint_id) REFERENCES public.webhook_endpoints(id);
+
+ALTER TABLE ONLY public.webhook_deliveries
+    ADD CONSTRAINT webhook_deliveries_message_id_fkey FOREIGN KEY (message_id) REFERENCES public.webhook_messages(id);
+
+ALTER TABLE ONLY public.webhook_deliveries
+    ADD CONSTRAINT webhook_deliveries_order_id_fkey FOREIGN KEY (order_id) REFERENCES public.orders(id);
+
+ALTER TABLE ONLY public.webhook_endpoint_secrets
+    ADD CONSTRAINT webhook_endpoint_secrets_endpoint_id_fkey FOREIGN KEY (endpoint_id) REFERENCES public.webhook_endpoints(id);
+
 ALTER TABLE ONLY public.webhook_events
     ADD CONSTRAINT webhook_events_outcome_fkey FOREIGN KEY (outcome) REFERENCES public.webhook_outcomes(outcome);
+
+ALTER TABLE ONLY public.webhook_messages
+    ADD CONSTRAINT webhook_messages_order_id_fkey FOREIGN KEY (order_id) REFERENCES public.orders(id);

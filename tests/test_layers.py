@@ -20,6 +20,7 @@ DOMAINS = (
     "catalog",
     "inbox",
     "recovery",
+    "webhooks",
 )
 
 

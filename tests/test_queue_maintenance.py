@@ -10,6 +10,7 @@ worker builds. Only times are moved back with SQL (heartbeats, job events)."""
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -216,3 +217,28 @@ async def test_finished_jobs_are_pruned_after_a_week_failed_ones_after_a_month(
             " WHERE NOT EXISTS (SELECT 1 FROM procrastinate_jobs j WHERE j.id = e.job_id)"
         )
     ).fetchone() == (0,)
+
+
+async def test_a_stalled_job_whose_queueing_lock_is_waiting_again_is_superseded(
+    queue: None, conn: Conn
+) -> None:
+    """A deliver_webhooks job killed mid-run while a new event queued the pair's next job:
+    the two cannot both wait (one queueing lock), and the waiting one does the work. The
+    stalled one ends `aborted` (not a failure for admins) and the waiting one can run."""
+    dead = await register_worker(conn, heartbeat_age=STALLED_AFTER_SECONDS + 5)
+    alive = await register_worker(conn)
+    pair = (uuid.uuid4(), uuid.uuid4())
+    await conn.execute("SELECT bitloot_defer_webhook_job(%s, %s)", pair)
+    stalled = await queue_app.job_manager.fetch_job(queues=["webhooks"], worker_id=dead)
+    assert stalled is not None
+    await conn.execute("SELECT bitloot_defer_webhook_job(%s, %s)", pair)  # a new event
+    cur = await conn.execute("SELECT id FROM procrastinate_jobs WHERE status = 'todo'")
+    ((waiting,),) = await cur.fetchall()
+
+    await queue_app.job_manager.update_heartbeat(alive)
+    assert await run_maintenance(retry_stalled_jobs, alive) == 1
+
+    assert (await job_state(conn, stalled.id))[0] == "aborted"
+    assert (await job_state(conn, waiting))[:2] == ("todo", 0)
+    again = await queue_app.job_manager.fetch_job(queues=["webhooks"], worker_id=alive)
+    assert again is not None and again.id == waiting

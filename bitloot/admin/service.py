@@ -1,6 +1,8 @@
 """What admins may do to an order: retry a failed fulfillment, resend the delivery email
 (which revokes the links of the earlier emails), refund it, accept a short payment (the
-rules of those two live in the payments domain; this adds the audit row).
+rules of those two live in the payments domain; this adds the audit row). And to the
+outbound webhook endpoints: add, disable, enable, rotate the secret, remove (the rules
+live in the webhooks domain; this adds the audit row, for the admin API and the CLI).
 
 Each action locks the order, checks it is in a state the action fits, makes its change,
 queues its job and appends its `admin_audit_log` row, all on the caller's connection: the
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -24,6 +27,8 @@ from bitloot.db.queries import QuerySet
 from bitloot.delivery.service import email_generation, queue_delivery_resend
 from bitloot.fulfillment import service as fulfillment
 from bitloot.payments import service as payments
+from bitloot.vault.crypto import MasterKeyRing
+from bitloot.webhooks import service as webhooks
 
 Q = QuerySet("bitloot.admin")
 Conn = psycopg.AsyncConnection[Any]
@@ -33,6 +38,12 @@ RESEND_ACTION = "delivery_email.resend"
 REFUND_ACTION = "order.refund"
 ACCEPT_ACTION = "payment.accept"
 REPLACE_ACTION = "key.replace"
+ENDPOINT_ADD_ACTION = "webhook_endpoint.add"
+ENDPOINT_DISABLE_ACTION = "webhook_endpoint.disable"
+ENDPOINT_ENABLE_ACTION = "webhook_endpoint.enable"
+ENDPOINT_ROTATE_ACTION = "webhook_endpoint.rotate_secret"
+ENDPOINT_REMOVE_ACTION = "webhook_endpoint.remove"
+WEBHOOK_REDELIVER_ACTION = "webhook_endpoint.redeliver"
 
 
 @dataclass(frozen=True)
@@ -206,6 +217,154 @@ async def replace_key(
             },
         )
     return found, created
+
+
+async def add_webhook_endpoint(
+    conn: Conn,
+    ring: MasterKeyRing,
+    *,
+    admin_id: str,
+    reason: str,
+    url: str,
+    events: list[str] | None,
+    description: str | None,
+    allow_private: bool,
+) -> webhooks.NewEndpoint:
+    """Register an outbound webhook endpoint (`webhooks.register_endpoint`), audited; the
+    answer carries its secret, to show once (the audit row never does)."""
+    new = await webhooks.register_endpoint(
+        conn,
+        ring,
+        url=url,
+        events=events,
+        description=description,
+        created_by=admin_id,
+        allow_private=allow_private,
+    )
+    row = new.endpoint.row
+    await _audit_endpoint(
+        conn,
+        admin_id,
+        ENDPOINT_ADD_ACTION,
+        reason,
+        row.id,
+        url=row.url,
+        events=row.event_types,
+        description=row.description,
+    )
+    return new
+
+
+async def disable_webhook_endpoint(
+    conn: Conn, endpoint_id: uuid.UUID, *, admin_id: str, reason: str
+) -> webhooks.Endpoint:
+    """Disable an endpoint with the admin's reason, audited when it was enabled."""
+    if await webhooks.disable_endpoint(conn, endpoint_id, reason=reason):
+        await _audit_endpoint(conn, admin_id, ENDPOINT_DISABLE_ACTION, reason, endpoint_id)
+    return await webhooks.get_endpoint(conn, endpoint_id)
+
+
+async def enable_webhook_endpoint(
+    conn: Conn, endpoint_id: uuid.UUID, *, admin_id: str, reason: str
+) -> webhooks.Endpoint:
+    """Enable an endpoint again (its pending deliveries are queued), audited when it was
+    disabled; the audit row keeps the reason it had been disabled for."""
+    before = await webhooks.get_endpoint(conn, endpoint_id)
+    if await webhooks.enable_endpoint(conn, endpoint_id):
+        await _audit_endpoint(
+            conn,
+            admin_id,
+            ENDPOINT_ENABLE_ACTION,
+            reason,
+            endpoint_id,
+            disabledReason=before.row.disabled_reason,
+        )
+    return await webhooks.get_endpoint(conn, endpoint_id)
+
+
+async def rotate_webhook_secret(
+    conn: Conn,
+    ring: MasterKeyRing,
+    endpoint_id: uuid.UUID,
+    *,
+    admin_id: str,
+    reason: str,
+    overlap_seconds: float,
+) -> webhooks.RotatedSecret:
+    """Give an endpoint a new signing secret (the old one signs `overlap_seconds` more),
+    audited without either secret."""
+    rotated = await webhooks.rotate_secret(conn, ring, endpoint_id, overlap_seconds=overlap_seconds)
+    expires = rotated.previous_expires_at
+    await _audit_endpoint(
+        conn,
+        admin_id,
+        ENDPOINT_ROTATE_ACTION,
+        reason,
+        endpoint_id,
+        previousSecretExpiresAt=expires.isoformat() if expires else None,
+    )
+    return rotated
+
+
+async def remove_webhook_endpoint(
+    conn: Conn, endpoint_id: uuid.UUID, *, admin_id: str, reason: str
+) -> webhooks.RemovedEndpoint:
+    """Remove an endpoint (its pending deliveries fail), audited."""
+    url = (await webhooks.get_endpoint(conn, endpoint_id)).row.url
+    removed = await webhooks.remove_endpoint(conn, endpoint_id)
+    await _audit_endpoint(
+        conn,
+        admin_id,
+        ENDPOINT_REMOVE_ACTION,
+        reason,
+        endpoint_id,
+        url=url,
+        failedDeliveries=removed.failed_deliveries,
+    )
+    return removed
+
+
+async def redeliver_webhooks(
+    conn: Conn,
+    endpoint_id: uuid.UUID,
+    *,
+    admin_id: str,
+    reason: str,
+    msg_id: str | None = None,
+    since: datetime | None = None,
+) -> int:
+    """Send an endpoint one event again, or every event it failed since a time
+    (`webhooks.redeliver`), audited; how many deliveries were put back to pending."""
+    count = await webhooks.redeliver(conn, endpoint_id, msg_id=msg_id, since=since)
+    await _audit_endpoint(
+        conn,
+        admin_id,
+        WEBHOOK_REDELIVER_ACTION,
+        reason,
+        endpoint_id,
+        messageId=msg_id,
+        since=since.isoformat() if since else None,
+        redelivered=count,
+    )
+    return count
+
+
+async def _audit_endpoint(
+    conn: Conn,
+    admin_id: str,
+    action: str,
+    reason: str,
+    endpoint_id: uuid.UUID,
+    **details: Any,
+) -> None:
+    await record_admin_action(
+        conn,
+        admin_id=admin_id,
+        action=action,
+        order_id=None,
+        reason=reason,
+        details={"endpointId": str(endpoint_id), **details},
+    )
 
 
 async def record_admin_action(

@@ -5,7 +5,8 @@ fails (or, worse, new keys would be wrapped under a key nobody else has). So eac
 key id gets a *canary*: a known value wrapped under that key and stored in
 `vault_canaries`. At start every configured key must open its canary; a configured key
 without one is tried on one stored data key instead; and every master key id that stored
-data keys still need must be configured.
+data keys (or webhook signing secrets, `webhook_endpoint_secrets`) still need must be
+configured.
 """
 
 from __future__ import annotations
@@ -95,8 +96,9 @@ async def _require_configured_ids(conn: Conn, ring: MasterKeyRing) -> None:
     counts = await repository.count_by_master_key(conn, missing)
     detail = ", ".join(f"{counts.get(i, 0)} by {i!r}" for i in missing)
     raise VaultError(
-        f"key_delivery_logs holds data keys wrapped by master keys that BITLOOT_MASTER_KEYS "
-        f"does not contain ({detail}); add those keys back to the list, after the active one"
+        f"stored data keys or webhook secrets are wrapped by master keys that "
+        f"BITLOOT_MASTER_KEYS does not contain ({detail}); add those keys back to the list, "
+        "after the active one"
     )
 
 

@@ -28,8 +28,9 @@ FROM unnest(%(ids)s::uuid[], %(old_master_key_ids)s::text[], %(wrapped)s::bytea[
 WHERE k.id = v.id AND k.master_key_id = v.old_master_key_id;
 
 -- name: master_key_ids_in_use
--- Distinct master key ids, one index probe per distinct id (a "loose index scan" over
--- the master_key_id index) rather than a scan of the whole table at every start.
+-- Distinct master key ids of the data keys, one index probe per distinct id (a "loose
+-- index scan" over the master_key_id index) rather than a scan of the whole table at
+-- every start; and of the webhook signing secrets (a few rows).
 WITH RECURSIVE used(master_key_id) AS (
     (SELECT master_key_id FROM key_delivery_logs ORDER BY master_key_id LIMIT 1)
     UNION ALL
@@ -41,12 +42,18 @@ WITH RECURSIVE used(master_key_id) AS (
     FROM used
     WHERE used.master_key_id IS NOT NULL
 )
-SELECT master_key_id FROM used WHERE master_key_id IS NOT NULL;
+SELECT master_key_id FROM used WHERE master_key_id IS NOT NULL
+UNION
+SELECT DISTINCT master_key_id FROM webhook_endpoint_secrets;
 
 -- name: count_by_master_key
+-- What each master key wraps: data keys and webhook signing secrets, counted together.
 SELECT master_key_id, count(*) AS n
-FROM key_delivery_logs
-WHERE master_key_id = ANY(%(ids)s::text[])
+FROM (SELECT master_key_id FROM key_delivery_logs
+      WHERE master_key_id = ANY(%(ids)s::text[])
+      UNION ALL
+      SELECT master_key_id FROM webhook_endpoint_secrets
+      WHERE master_key_id = ANY(%(ids)s::text[])) AS wrapped
 GROUP BY master_key_id
 ORDER BY master_key_id;
 

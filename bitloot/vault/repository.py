@@ -62,13 +62,15 @@ async def rewrap_batch(
 
 
 async def master_key_ids_in_use(conn: Conn) -> list[str]:
-    """The distinct master key ids that wrap at least one stored data key."""
+    """The distinct master key ids that wrap at least one stored data key or webhook
+    signing secret."""
     cur = await conn.execute(QUERIES["master_key_ids_in_use"])
     return [str(row[0]) for row in await cur.fetchall()]
 
 
 async def count_by_master_key(conn: Conn, ids: Sequence[str]) -> dict[str, int]:
-    """How many data keys each of `ids` wraps (ids that wrap none are absent)."""
+    """How many data keys and webhook signing secrets each of `ids` wraps (ids that wrap
+    none are absent)."""
     cur = await conn.execute(QUERIES["count_by_master_key"], {"ids": list(ids)})
     return {str(row[0]): int(row[1]) for row in await cur.fetchall()}
 

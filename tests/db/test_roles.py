@@ -36,6 +36,7 @@ APPEND_ONLY = ["order_events", "key_access_events", "admin_audit_log", "kinguin_
 # What the auditor may not read: key material, what may carry it, what opens an order.
 AUDITOR_HIDDEN = {
     "key_delivery_logs.wrapped_data_key",
+    "webhook_endpoint_secrets.wrapped",
     "webhook_events.raw_body",
     "order_access_tokens.token_hash",
     "vault_canaries.master_key_id",

@@ -1,0 +1,1 @@
+"""Outbound webhooks to storefronts: endpoints, signing secrets, the delivery of events."""
