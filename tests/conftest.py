@@ -153,3 +153,15 @@ async def api(make_settings: Callable[..., Settings], api_port: int) -> AsyncIte
     served = await serve_app(await build_app(make_settings()), api_port)
     yield served
     await served.runner.cleanup()
+
+
+# --- an S3 server that enforces SigV4 and presigned expiry (nanio), one per test worker ----
+
+
+@pytest.fixture(scope="session")
+def nanio() -> Iterator[Any]:
+    """nanio on a free port (see tests/s3_support.py); tests make their own buckets."""
+    from s3_support import running_nanio
+
+    with running_nanio() as server:
+        yield server

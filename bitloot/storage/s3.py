@@ -7,9 +7,11 @@ creating one per call would pay a TLS handshake (and credential resolution) ever
 from __future__ import annotations
 
 import contextlib
+from datetime import UTC, datetime
 from typing import Any
 
 import aioboto3
+import botocore.auth
 import structlog
 from botocore.config import Config
 from botocore.exceptions import (
@@ -34,7 +36,7 @@ log = structlog.get_logger(__name__)
 
 # SigV4 presigned URLs cannot live longer than a week.
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600
-_UNREACHABLE = (
+UNREACHABLE = (
     EndpointConnectionError,
     ConnectTimeoutError,
     ReadTimeoutError,
@@ -154,6 +156,23 @@ class S3ObjectStorage(ObjectStorage):
             raise self._error("presign", key, exc) from exc
         return url
 
+    async def signed_get_url_as_of(self, key: str, ttl_seconds: int, signed_at: datetime) -> str:
+        """A presigned GET URL as if signed at `signed_at` (UTC): `bitloot storage check`
+        signs one in the past to prove the store refuses it once expired, without waiting.
+
+        botocore reads the signing time from `botocore.auth.get_current_datetime`, so it is
+        swapped for this one call; nothing else signs meanwhile (presigning awaits nothing
+        but the static credentials). Only the operator check calls this, never a server.
+        """
+        auth: Any = botocore.auth
+        original = auth.get_current_datetime
+        naive_utc = signed_at.astimezone(UTC).replace(tzinfo=None)  # what botocore returns
+        auth.get_current_datetime = lambda *_, **__: naive_utc
+        try:
+            return await self.signed_get_url(key, ttl_seconds)
+        finally:
+            auth.get_current_datetime = original
+
     async def delete(self, key: str) -> None:
         """Delete one object (S3 reports success for a missing one too)."""
         validate_object_key(key)
@@ -210,7 +229,7 @@ class S3ObjectStorage(ObjectStorage):
                 )
             else:
                 message = f"{operation} of {subject} failed: {code}"
-        elif isinstance(exc, _UNREACHABLE):
+        elif isinstance(exc, UNREACHABLE):
             message = (
                 f"cannot reach the S3 endpoint {self.endpoint_url or 'AWS S3'} "
                 f"(check BITLOOT_S3_ENDPOINT_URL and the network): {type(exc).__name__}"

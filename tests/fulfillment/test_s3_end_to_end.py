@@ -1,59 +1,45 @@
-"""The whole key path on the S3/R2 backend: a real S3 server over HTTP (moto), SigV4
-presigned URLs, the customer's download link, and decryption from CONTRACT.md alone."""
+"""The whole key path on the S3/R2 backend: a real S3 server over HTTP that checks SigV4 and
+presigned expiry as R2 does (nanio, tests/s3_support.py), the customer's download link, and
+decryption from CONTRACT.md alone."""
 
 from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import aioboto3
 import aiohttp
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from harness import Served, serve_app
-from moto.server import ThreadedMotoServer
+from s3_support import Nanio
 from shop_support import OWNER, Shop
 
 from bitloot.config import Settings
 
-# moto keeps its buckets in process-wide state shared by every moto server of the session,
-# so this module's bucket has a name of its own.
 BUCKET = f"bitloot-e2e-{uuid.uuid4().hex[:12]}"
-ACCESS, SECRET = "e2e-access-key", "e2e-secret-key-never-logged"
 
 
 @pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+async def s3_endpoint(nanio: Nanio) -> str:
+    await nanio.create_bucket(BUCKET)
+    return nanio.endpoint
 
 
 @pytest.fixture
 async def api(
-    make_settings: Callable[..., Settings], api_port: int, s3_endpoint: str
+    make_settings: Callable[..., Settings], api_port: int, s3_endpoint: str, nanio: Nanio
 ) -> AsyncIterator[Served]:
     """`bitloot serve` with BITLOOT_STORAGE_URL=s3://bucket (overrides the default `api`)."""
-    session = aioboto3.Session()
-    async with session.client(
-        "s3", endpoint_url=s3_endpoint, aws_access_key_id=ACCESS,
-        aws_secret_access_key=SECRET, region_name="us-east-1",
-    ) as s3:  # fmt: skip
-        buckets = (await s3.list_buckets())["Buckets"]
-        if not any(b["Name"] == BUCKET for b in buckets):
-            await s3.create_bucket(Bucket=BUCKET)
     from bitloot.server import build_app
 
     settings = make_settings(
         storage_url=f"s3://{BUCKET}",
         s3_endpoint_url=s3_endpoint,
-        s3_access_key_id=ACCESS,
-        s3_secret_access_key=SECRET,
+        s3_access_key_id=nanio.access_key,
+        s3_secret_access_key=nanio.secret_key,
     )
     served = await serve_app(await build_app(settings), api_port)
     yield served
@@ -82,8 +68,12 @@ async def test_keys_stored_in_s3_come_back_only_through_a_presigned_url_and_data
             assert (key["contentType"], plaintext) == issued[key["keyId"]]
             for secret in issued.values():
                 assert secret[1] not in blob  # the stored object is ciphertext
-            # Without the signature the object store refuses it.
+            # Without the signature, or with another one, the object store refuses it.
             async with plain.get(url.split("?", 1)[0]) as resp:
+                assert resp.status == 403
+            signature = query["X-Amz-Signature"][0]
+            forged = url.replace(signature, signature[::-1])
+            async with plain.get(forged) as resp:
                 assert resp.status == 403
     stored: Any = await shop.scalar(
         "SELECT count(*) FROM key_delivery_logs WHERE order_id = %s", order.id

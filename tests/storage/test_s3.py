@@ -1,7 +1,8 @@
 """The S3/R2 backend against a real moto server over HTTP.
 
 moto checks neither presigned signatures nor expiry (docs/tested-facts.md), so expiry is
-asserted on the URL we generate; the local backend's tests exercise expiry for real.
+asserted on the URL we generate here; test_s3_enforced.py proves signatures and expiry
+against a server that checks them (nanio), and the local backend's tests its own expiry.
 """
 
 from __future__ import annotations
