@@ -26,7 +26,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy --strict bitloot
 
 pytest: $(STAMP)
-	./scripts/install-browser.sh
+	./scripts/install-test-packages.sh
 	$(BIN)/pytest -n 2
 
 # Regenerate sql/schema.snapshot.sql from a scratch database migrated from nothing.

@@ -25,12 +25,12 @@ class CommandError(Exception):
     """A failure to report as one line (exit status 2)."""
 
 
-def _database(settings: Settings) -> str:
-    from bitloot.db.connect import database_url
+def _database(settings: Settings, *, direct: bool = False) -> str:
+    from bitloot.db.connect import database_url, direct_database_url
     from bitloot.db.embedded import EmbeddedPostgresError
 
     try:
-        return database_url(settings)
+        return direct_database_url(settings) if direct else database_url(settings)
     except EmbeddedPostgresError as exc:
         raise CommandError(str(exc)) from None
 
@@ -40,13 +40,15 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 
     Run it as the login that owns the schema; `serve` and `worker` log in as a member of
     bitloot_app. When the roles are missing and this login may not create them, it prints
-    the SQL an administrator runs once (bitloot/db/roles.sql).
+    the SQL an administrator runs once (bitloot/db/roles.sql). It connects to
+    BITLOOT_DATABASE_DIRECT_URL when set: migrations want a session of their own, not a
+    transaction pooler's.
     """
     import psycopg
 
     from bitloot.db.migrate import migrate, migration_states, roles_sql
 
-    url = _database(settings)
+    url = _database(settings, direct=True)
     try:
         if args.list:
             for state in migration_states(url):

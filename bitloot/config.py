@@ -43,6 +43,20 @@ class Settings(BaseSettings):
     database_url: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("DATABASE_URL", "BITLOOT_DATABASE_URL")
     )
+    # Behind a connection pooler (PgBouncer): `transaction` turns off what a transaction
+    # pooler cannot carry between transactions (server-side prepared statements, LISTEN on a
+    # pooled connection); `session` and `none` change nothing. The direct URL is a real
+    # session to the same database (the workers' LISTEN, `bitloot migrate`); unset, it is
+    # DATABASE_URL. README, "Behind a connection pooler".
+    database_pooler: Literal["none", "transaction", "session"] = "none"
+    database_direct_url: SecretStr | None = None
+    # Connections each process's pool may open (the connection budget): `serve`, and
+    # `worker` (unset: --concurrency + 6, at least 10).
+    api_pool_size: int = Field(default=20, ge=1, le=1000)
+    worker_pool_size: int | None = Field(default=None, ge=2, le=1000)
+    # Seconds a worker waits between two looks for new jobs when no notification wakes it
+    # (procrastinate's fetch_job_polling_interval); the pick-up delay when it cannot LISTEN.
+    job_polling_interval: float = Field(default=5.0, gt=0, le=300)
     data_dir: Path = Path(".bitloot")
     public_url: str = "http://127.0.0.1:8080"
 
@@ -78,6 +92,14 @@ class Settings(BaseSettings):
     # When Kinguin cannot be reached, a stored answer this young (seconds) that says "in
     # stock at a price we pay" still sells; otherwise POST /orders answers 503.
     product_stale_ttl: int = Field(default=3600, ge=0)
+    # Outbound webhooks (Standard Webhooks) to storefronts: http and private addresses are
+    # refused unless this is set (local use, tests); the customer's email is in an event's
+    # data only when asked for; the old secret keeps signing this long (seconds) after a
+    # rotation; each delivery attempt waits this long (seconds) for the answer.
+    webhook_allow_private_urls: bool = False
+    webhook_include_email: bool = False
+    webhook_secret_overlap: int = Field(default=86400, ge=0)
+    webhook_timeout: float = Field(default=10.0, gt=0, le=60)
     # Paid orders not fulfilled after this long are re-checked by the reconciler.
     reconcile_after_minutes: int = Field(default=10, ge=1)
     # How long a delivered key stays downloadable.
@@ -134,6 +156,11 @@ class Settings(BaseSettings):
         if base and base + value > 65535:
             raise ValueError("BITLOOT_WORKER_METRICS_PORT plus the instance exceeds port 65535")
         return value
+
+    def effective_worker_pool_size(self, concurrency: int) -> int:
+        """The worker's pool size: the setting, or one connection per running job plus
+        procrastinate's fetch, heartbeat, abort and periodic-defer queries, and spares."""
+        return self.worker_pool_size or max(10, concurrency + 6)
 
     @property
     def effective_worker_metrics_port(self) -> int:

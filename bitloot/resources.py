@@ -23,7 +23,7 @@ from pydantic import SecretStr
 from bitloot.auth import legacy_order_jwt
 from bitloot.auth.tokens import TokenVerifier
 from bitloot.config import Settings
-from bitloot.db.connect import database_url, open_pool
+from bitloot.db.connect import behind_transaction_pooler, database_url, open_pool
 from bitloot.db.migrate import pending_migrations
 from bitloot.kinguin.client import KinguinClient
 from bitloot.mail import MailTransport, transport_from_settings
@@ -125,7 +125,9 @@ async def open_resources(
             f"the database schema is not current ({len(pending)} pending migration(s)): "
             "run `bitloot migrate`"
         )
-    pool = open_pool(conninfo, max_size=pool_size)
+    pool = open_pool(
+        conninfo, max_size=pool_size, transaction_pooler=behind_transaction_pooler(settings)
+    )
     try:
         await pool.open(wait=True, timeout=15)
     except Exception as exc:

@@ -13,21 +13,29 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 
 from bitloot.cli import CommandError
 from bitloot.config import Settings
+from bitloot.db.connect import behind_transaction_pooler, direct_database_url
 from bitloot.logs import configure_logging
 from bitloot.metrics import JOB_OUTCOMES, KINGUIN_CALL_DURATION, REGISTRY
-from bitloot.queue import EMAIL_QUEUE, FULFILLMENT_QUEUE, MAINTENANCE_QUEUE, queue_app
+from bitloot.queue import (
+    EMAIL_QUEUE,
+    FULFILLMENT_QUEUE,
+    MAINTENANCE_QUEUE,
+    WEBHOOKS_QUEUE,
+    listen_on,
+    queue_app,
+)
 from bitloot.queue_maintenance import STALLED_AFTER_SECONDS
 from bitloot.resources import Resources, first_line, install, open_resources
 
 log = structlog.get_logger(__name__)
 
-ALL_QUEUES = (FULFILLMENT_QUEUE, EMAIL_QUEUE, MAINTENANCE_QUEUE)
+ALL_QUEUES = (FULFILLMENT_QUEUE, EMAIL_QUEUE, MAINTENANCE_QUEUE, WEBHOOKS_QUEUE)
 HEARTBEAT_SECONDS = 2.0
 
 
@@ -65,21 +73,32 @@ def serve_worker_metrics(port: int) -> None:
 async def open_worker_resources(
     settings: Settings, stack: AsyncExitStack, *, concurrency: int = 4
 ) -> Resources:
-    """Open the resources, install them for the tasks and open the queue; everything
-    closes with `stack`."""
-    # One connection per running job, plus procrastinate's fetch, heartbeat and LISTEN.
+    """Open the resources, install them for the tasks and open the queue (LISTEN where
+    `listen_mode` says); everything closes with `stack`."""
     res = await open_resources(
         settings,
         stack,
-        pool_size=max(10, concurrency + 6),
+        pool_size=settings.effective_worker_pool_size(concurrency),
         kinguin=True,
         mail=True,
         on_kinguin_call=_observe_kinguin,
     )
     install(res)
     stack.callback(install, None)
+    listen_on(direct_database_url(settings) if listen_mode(settings) == "direct" else None)
+    stack.callback(listen_on, None)
     await stack.enter_async_context(queue_app.open_async(res.pool))
     return res
+
+
+def listen_mode(settings: Settings) -> Literal["direct", "database_url", "polling"]:
+    """How a worker hears of new jobs: LISTEN on BITLOOT_DATABASE_DIRECT_URL when set; else
+    on DATABASE_URL, unless that is a transaction pooler, which cannot keep a LISTEN (the
+    session is another client's after each transaction): then it polls the queue every
+    BITLOOT_JOB_POLLING_INTERVAL seconds."""
+    if settings.database_direct_url is not None:
+        return "direct"
+    return "polling" if behind_transaction_pooler(settings) else "database_url"
 
 
 async def run_worker(settings: Settings, *, concurrency: int, queues: list[str]) -> None:
@@ -97,9 +116,15 @@ async def run_worker(settings: Settings, *, concurrency: int, queues: list[str])
     async with AsyncExitStack() as stack:
         res = await open_worker_resources(settings, stack, concurrency=concurrency)
         serve_worker_metrics(settings.effective_worker_metrics_port)
+        listen = listen_mode(settings)
+        if listen == "polling":
+            log.warning("worker.polling", interval=settings.job_polling_interval,
+                        reason="BITLOOT_DATABASE_POOLER=transaction without "
+                        "BITLOOT_DATABASE_DIRECT_URL: no session to LISTEN on")  # fmt: skip
         # The transport's repr: SmtpTransport(smtp://host:port), never the password.
         log.info("worker.started", concurrency=concurrency, queues=queues,
-                 mail=repr(res.mail))  # fmt: skip
+                 mail=repr(res.mail), pool_size=res.pool.max_size,
+                 pooler=settings.database_pooler, listen=listen)  # fmt: skip
         backoff = 1.0
         while not stop.is_set():
             started = loop.time()
@@ -110,6 +135,8 @@ async def run_worker(settings: Settings, *, concurrency: int, queues: list[str])
                     update_heartbeat_interval=HEARTBEAT_SECONDS,
                     stalled_worker_timeout=STALLED_AFTER_SECONDS,
                     install_signal_handlers=False,
+                    listen_notify=listen != "polling",
+                    fetch_job_polling_interval=settings.job_polling_interval,
                     delete_jobs="successful",
                     worker_middleware=[count_jobs],
                 )

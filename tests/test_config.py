@@ -32,6 +32,8 @@ def _bitloot(*args: str, env: dict[str, str], cwd: Path) -> subprocess.Completed
         ("BITLOOT_SIGNED_URL_TTL", "soon"),
         ("BITLOOT_NOWPAYMENTS_API_URL", "ftp://hunter2-not-a-url"),
         ("BITLOOT_LOG_FORMAT", "xml"),
+        ("BITLOOT_DATABASE_POOLER", "pgbouncer"),
+        ("BITLOOT_API_POOL_SIZE", "plenty"),
     ],
 )
 def test_bad_setting_is_one_line_exit_2(tmp_path: Path, variable: str, value: str) -> None:

@@ -19,15 +19,40 @@ def database_url(settings: Settings) -> str:
     return ensure_embedded_server(settings.data_dir)
 
 
-def open_pool(conninfo: str, *, min_size: int = 1, max_size: int = 10) -> AsyncConnectionPool:
+def direct_database_url(settings: Settings) -> str:
+    """BITLOOT_DATABASE_DIRECT_URL, or the database URL: a real session to the database,
+    for what a transaction pooler cannot carry (LISTEN, migrations)."""
+    if settings.database_direct_url is not None:
+        return settings.database_direct_url.get_secret_value()
+    return database_url(settings)
+
+
+def behind_transaction_pooler(settings: Settings) -> bool:
+    """Whether DATABASE_URL leads to a transaction pooler (BITLOOT_DATABASE_POOLER)."""
+    return settings.database_pooler == "transaction"
+
+
+def open_pool(
+    conninfo: str, *, min_size: int = 1, max_size: int = 10, transaction_pooler: bool = False
+) -> AsyncConnectionPool:
     """An unopened pool of autocommit connections: callers own their transactions.
 
     `async with pool.connection() as conn, conn.transaction(): ...` is the pattern.
+
+    With `transaction_pooler`, psycopg never prepares statements on the server: a transaction
+    pooler hands each transaction any of its server connections, where a statement prepared
+    by another client already exists (`DuplicatePreparedStatement`) or one prepared by this
+    client does not. Nothing else in BitLoot outlives a transaction on these connections
+    (settings are `set_config(..., true)`, no advisory locks, temporary tables or held
+    cursors); LISTEN uses its own connection (`bitloot.queue.listen_on`).
     """
     return AsyncConnectionPool(
         conninfo,
         min_size=min_size,
         max_size=max_size,
+        # A connect() kwarg, so procrastinate's own connections built from this pool's
+        # kwargs (its LISTEN connection) get it too.
+        kwargs={"prepare_threshold": None} if transaction_pooler else None,
         open=False,
         # Set per connection rather than as a connect() kwarg: procrastinate opens its
         # LISTEN connection with the pool's kwargs plus its own autocommit=True.

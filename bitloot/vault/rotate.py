@@ -123,7 +123,13 @@ async def run_rotate(conninfo: str, ring: MasterKeyRing, batch_size: int = 1000)
     """Check the keys, re-wrap every data key under the active one with a progress bar on
     stderr, then settle the canaries; return how many data keys were re-wrapped.
     """
-    async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+    # Its batches repeat the same statements, which psycopg would prepare on the server
+    # after five runs: not behind a transaction pooler (BITLOOT_DATABASE_POOLER), where
+    # each transaction may get another server connection; planning is cheap next to the
+    # re-wrapping.
+    async with await psycopg.AsyncConnection.connect(
+        conninfo, autocommit=True, prepare_threshold=None
+    ) as conn:
         # First, so a mistyped new key is caught before it wraps anything, and so the
         # new key's canary exists before the first row depends on it.
         await check_master_keys(conn, ring)

@@ -45,7 +45,7 @@ playwright_api = pytest.importorskip(
 )
 if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
     pytest.skip(
-        f"no Chromium at {CHROMIUM}: run `sudo scripts/install-browser.sh` "
+        f"no Chromium at {CHROMIUM}: run `sudo scripts/install-test-packages.sh` "
         "(Debian packages chromium and chromium-driver)",
         allow_module_level=True,
     )
