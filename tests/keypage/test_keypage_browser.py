@@ -18,6 +18,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from browser_support import TIMEOUT_MS, chromium_browser  # noqa: F401 (the `browser` fixture)
 from harness import bare_order
 from keypage_support import (
     access_events,
@@ -36,44 +37,8 @@ from bitloot.web.context import RESOURCES
 
 Conn = psycopg.AsyncConnection[Any]
 
-CHROMIUM = (
-    os.environ.get("BITLOOT_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-)
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-]
 # Where to keep the screenshot of the revealed page (for a person to look at), if set.
 SCREENSHOT_DIR = os.environ.get("BITLOOT_TEST_SCREENSHOTS")
-TIMEOUT_MS = 30_000
-
-playwright_api = pytest.importorskip(
-    "playwright.async_api",
-    reason="Playwright is not installed: `.venv/bin/pip install playwright` (dev extra); "
-    "never `playwright install`, the test uses the system Chromium",
-)
-if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
-    pytest.skip(
-        f"no Chromium at {CHROMIUM}: run `sudo scripts/install-test-packages.sh` "
-        "(Debian packages chromium and chromium-driver)",
-        allow_module_level=True,
-    )
-
-
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Any]:
-    async with playwright_api.async_playwright() as pw:
-        launched = await pw.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-        )
-        yield launched
-        await launched.close()
 
 
 class Console:

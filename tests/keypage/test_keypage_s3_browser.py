@@ -19,14 +19,15 @@ import pytest
 from harness import Served, serve_app
 from keypage_support import fulfilled_order, issued_keys
 from s3_support import Nanio, cors_proxy_app, production_cors_rule
-from test_keypage_browser import Console, browser, context, wait_state
+from test_keypage_browser import Console, chromium_browser, context, wait_state
 
 from bitloot.auth.order_tokens import mint_order_token
 from bitloot.config import Settings
 from bitloot.sim.kinguin_catalog import TEXT_PRODUCT_ID
 from bitloot.web.context import RESOURCES
 
-__all__ = ["browser", "context"]  # the Chromium fixtures, shared with the local-backend test
+# The Chromium fixtures, shared with the local-backend test.
+__all__ = ["chromium_browser", "context"]
 
 Conn = psycopg.AsyncConnection[Any]
 BUCKET = f"bitloot-keypage-{uuid.uuid4().hex[:12]}"

@@ -5,13 +5,12 @@ thing whatever the address."""
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
 import pytest
+from browser_support import TIMEOUT_MS, chromium_browser  # noqa: F401 (the `browser` fixture)
 from recovery_support import Conn, fulfilled_order, requests_audit, served_api
 
 from bitloot.auth.order_tokens import mint_order_token
@@ -19,46 +18,10 @@ from bitloot.config import Settings
 from bitloot.vault.crypto import MasterKeyRing
 from bitloot.web.context import RESOURCES
 
-CHROMIUM = (
-    os.environ.get("BITLOOT_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-)
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-]
-TIMEOUT_MS = 30_000
 NO_LIMITS = {
     "rate_limit_recover_per_email_per_hour": 0,
     "rate_limit_recover_per_address_per_hour": 0,
 }
-
-playwright_api = pytest.importorskip(
-    "playwright.async_api",
-    reason="Playwright is not installed: `.venv/bin/pip install playwright` (dev extra); "
-    "never `playwright install`, the test uses the system Chromium",
-)
-if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
-    pytest.skip(
-        f"no Chromium at {CHROMIUM}: run `sudo scripts/install-test-packages.sh` "
-        "(Debian packages chromium and chromium-driver)",
-        allow_module_level=True,
-    )
-
-
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Any]:
-    async with playwright_api.async_playwright() as pw:
-        launched = await pw.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-        )
-        yield launched
-        await launched.close()
 
 
 @pytest.fixture
