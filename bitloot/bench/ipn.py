@@ -224,12 +224,18 @@ def measure(
         postmaster = stack.postmaster_pid()
         if postmaster is not None:
             cpu.watch("postgres", postmaster, tree=True)
+        stats = args.pg_stats and kind == "bitloot"
+        if stats:
+            stack.reset_statement_stats()
+            lsn = stack.wal_position()
         cpu.start()
         data = run_load(
             stack, batch, ports, concurrency=args.concurrency, client=args.client,
             label=f"{kind} x{processes}",
         )  # fmt: skip
         cpu_seconds = cpu.stop()
+        if stats:
+            pg = stack.pg_usage_since(lsn, args.requests)
         if profiler is not None:
             profiler.detach()
         for name in names:
@@ -240,6 +246,8 @@ def measure(
     result["cpu_ms_per_request"] = {
         k: round(1000 * v / args.requests, 3) for k, v in cpu_seconds.items()
     }
+    if stats:
+        result["pg_stats"] = pg
     if kind == "bitloot":
         result["verified"] = verify_paid(stack, batch.order_ids)
         if profiler is not None:
@@ -250,6 +258,8 @@ def measure(
 def run_ipn(stack: BenchStack, args: argparse.Namespace) -> dict[str, Any]:
     """Every phase; the JSON result."""
     stack.start_database()
+    if args.pg_stats:
+        stack.enable_statement_stats()
     ids = PaymentIds()
     rows = []
     for processes in args.processes:
@@ -356,5 +366,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--warmup", type=int, default=200, help="unmeasured requests first, per phase")
     p.add_argument("--client", choices=["raw", "aiohttp"], default="raw", help="load generator")
     p.add_argument("--profile", type=Path, default=None, help="py-spy the BitLoot servers into DIR")
+    p.add_argument(
+        "--pg-stats",
+        action="store_true",
+        help="load pg_stat_statements; report round trips, WAL bytes and top statements per IPN",
+    )
     add_common_arguments(p)
     p.set_defaults(handler=cmd_ipn)

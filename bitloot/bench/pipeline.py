@@ -292,6 +292,7 @@ def burst_phase(
     burst_ids = create_waiting_orders(stack, args.orders)
     if args.pg_stats:
         stack.reset_statement_stats()
+        lsn = stack.wal_position()
     cpu.start()
     asyncio.run(pay(stack.db_url, burst_ids))
     wait_done(stack, burst_ids, timeout=args.timeout, desc="burst", watch=watch)
@@ -306,6 +307,9 @@ def burst_phase(
     if args.pg_stats:
         burst["pg_top_statements"] = stack.top_statements()
     burst["email_drain_seconds"] = round(wait_queue_empty(stack, WORK_QUEUES, 120), 3)
+    if args.pg_stats:
+        # Once the emails are sent too: everything an order costs PostgreSQL after payment.
+        burst["pg_per_order"] = stack.pg_usage_since(lsn, max(1, burst["fulfilled"]))
     return burst, profiler
 
 

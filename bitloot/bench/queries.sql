@@ -105,3 +105,17 @@ SELECT calls, round(total_exec_time::numeric, 1)::float8 AS total_ms,
  WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
  ORDER BY total_exec_time DESC
  LIMIT %(limit)s;
+
+-- name: wal_position
+-- Where the WAL is now: the difference of two readings is the WAL bytes written between.
+SELECT pg_current_wal_lsn()::text;
+
+-- name: wal_bytes_since
+SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %(lsn)s::pg_lsn)::bigint;
+
+-- name: statement_totals
+-- Top-level statements (one per client round trip) and PostgreSQL's execution time in all.
+SELECT coalesce(sum(calls) FILTER (WHERE toplevel), 0)::bigint AS round_trips,
+       coalesce(sum(total_exec_time) FILTER (WHERE toplevel), 0)::float8 AS exec_ms
+  FROM pg_stat_statements
+ WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database());

@@ -131,6 +131,40 @@ class BenchStack(ChildProcesses):
         keys = ("calls", "total_ms", "mean_ms", "rows", "query")
         return [dict(zip(keys, row, strict=True)) for row in rows]
 
+    def wal_position(self) -> str:
+        """The current WAL position (pass it to `wal_bytes_since`)."""
+        with self.connect() as conn:
+            row = conn.execute(Q["wal_position"]).fetchone()
+        assert row is not None
+        return str(row[0])
+
+    def wal_bytes_since(self, lsn: str) -> int:
+        """WAL bytes written since `lsn` (by anything: run nothing else meanwhile)."""
+        with self.connect() as conn:
+            row = conn.execute(Q["wal_bytes_since"], {"lsn": lsn}).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def statement_totals(self) -> dict[str, float]:
+        """Round trips (top-level statements) and their execution ms since the last reset."""
+        with self.connect() as conn:
+            row = conn.execute(Q["statement_totals"]).fetchone()
+        assert row is not None
+        return {"round_trips": int(row[0]), "exec_ms": round(float(row[1]), 1)}
+
+    def pg_usage_since(self, lsn: str, n: int) -> dict[str, Any]:
+        """PostgreSQL's side of `n` units of work (IPNs, orders) since `lsn` and the last
+        statistics reset: WAL bytes and round trips per unit, and the statements it spent
+        the most time on (nested ones, in functions and triggers, included)."""
+        wal = self.wal_bytes_since(lsn)
+        totals = self.statement_totals()
+        return {
+            "wal_bytes_per_unit": round(wal / n),
+            "round_trips_per_unit": round(totals["round_trips"] / n, 2),
+            "exec_ms_per_unit": round(totals["exec_ms"] / n, 3),
+            "top_statements": self.top_statements(),
+        }
+
     def connect(self) -> psycopg.Connection[Any]:
         """A new autocommit connection to the benchmark database."""
         return psycopg.connect(self.db_url, autocommit=True)

@@ -37,6 +37,14 @@ class Outcome(StrEnum):
         return member
 
     @classmethod
+    def stored(cls, value: str) -> Outcome:
+        """The member whose stored text is `value` (what a database function returned)."""
+        member = cls._value2member_map_.get(value)
+        if not isinstance(member, Outcome):
+            raise ValueError(f"no webhook outcome {value!r}")
+        return member
+
+    @classmethod
     def redeposit(cls, payment_status: str) -> Outcome:
         """A re-deposit (child payment) report with this NOWPayments payment_status."""
         return _lookup(REDEPOSIT, payment_status)

@@ -63,10 +63,6 @@ SELECT o.id, o.user_id, o.email, o.currency, o.total_amount, o.status, o.fulfill
  WHERE o.id = %(order_id)s
    AND bitloot_order_visible(o.id, o.user_id, %(is_admin)s, %(user_id)s, %(token_order_id)s);
 
--- name: lock_order
-SELECT id, currency, total_amount, status, fulfillment_status
-  FROM orders WHERE id = %(order_id)s FOR UPDATE;
-
 -- name: expire_abandoned_orders
 -- Orders whose invoice was never created (a day) or never paid (NOWPayments' 7 days + 1).
 UPDATE orders o

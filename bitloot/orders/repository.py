@@ -130,12 +130,6 @@ async def user_orders_page(
         return await cur.fetchall()
 
 
-async def lock_order(conn: Conn, order_id: uuid.UUID) -> tuple[Any, ...] | None:
-    """(id, currency, total_amount, status, fulfillment_status) under `FOR UPDATE`."""
-    cur = await conn.execute(Q["lock_order"], {"order_id": order_id})
-    return await cur.fetchone()
-
-
 async def move_order_status(
     conn: Conn, order_id: uuid.UUID, from_statuses: list[str], to_status: str, reason: str | None
 ) -> bool:

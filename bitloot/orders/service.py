@@ -146,15 +146,6 @@ class PricedOrder:
         return sum((line.amount for line in self.lines), Decimal("0"))
 
 
-@dataclass(frozen=True)
-class PayableOrder:
-    """What a payment is checked against, read under the order's row lock."""
-
-    currency: str
-    total: Decimal
-    status: str
-
-
 # --- creating an order ----------------------------------------------------------------------
 
 
@@ -438,15 +429,6 @@ def order_out(row: dict[str, Any]) -> OrderOut:
 
 
 # --- moving an order (for the other domains) ------------------------------------------------
-
-
-async def lock_for_payment(conn: Conn, order_id: uuid.UUID) -> PayableOrder | None:
-    """The order under `FOR UPDATE` (payments for one order apply one at a time)."""
-    row = await repository.lock_order(conn, order_id)
-    if row is None:
-        return None
-    _, currency, total, status, _ = row
-    return PayableOrder(currency=currency, total=total, status=status)
 
 
 async def move_status(

@@ -2,28 +2,30 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import psycopg
 
 from bitloot.db.queries import QuerySet
+from bitloot.inbox.service import EventOutcome, Outcome
 
 Q = QuerySet("bitloot.payments")
 Conn = psycopg.AsyncConnection[Any]
 
 
-async def upsert_payment(conn: Conn, params: dict[str, Any]) -> bool:
-    """Insert or move the payment forward; False when this report moved nothing."""
-    cur = await conn.execute(Q["upsert_payment"], params)
-    return await cur.fetchone() is not None
-
-
-async def payment_order(conn: Conn, payment_id: str) -> uuid.UUID | None:
-    """The order a known payment belongs to (None: a payment we have not seen)."""
-    cur = await conn.execute(Q["payment_order"], {"payment_id": payment_id})
+async def apply_ipn(conn: Conn, params: dict[str, Any]) -> EventOutcome:
+    """One call of `bitloot_apply_ipn` (migration 0020): the report stored and applied."""
+    cur = await conn.execute(Q["apply_ipn"], params)
     row = await cur.fetchone()
-    return None if row is None else row[0]
+    assert row is not None  # the function always returns one row
+    outcome, needs_attention, duplicate, enqueued, order_id = row
+    return EventOutcome(
+        Outcome.stored(outcome),
+        duplicate=duplicate,
+        needs_attention=needs_attention,
+        order_id=order_id,
+        enqueued=enqueued,
+    )
 
 
 async def stale_payments(conn: Conn, minutes: int, limit: int) -> list[str]:

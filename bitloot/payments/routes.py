@@ -12,14 +12,14 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 
 from bitloot.config import secret_values
-from bitloot.db.connect import set_actor
 from bitloot.metrics import IPN_OUTCOMES
 from bitloot.nowpayments.models import Ipn
 from bitloot.nowpayments.signature import MalformedIpn, parse_ipn_json, verify_parsed_ipn_signature
-from bitloot.payments.service import PaymentPolicy, apply_ipn
+from bitloot.payments.service import apply_ipn
 from bitloot.web.context import resources
 from bitloot.web.contract import ApiKey, Ok, operation
 from bitloot.web.errors import BadRequest, Unauthorized
+from bitloot.web.middleware import add_log_fields
 from bitloot.web.problems import TOO_LARGE
 from bitloot.web.ratelimit import limit_failed_signature
 
@@ -81,22 +81,23 @@ async def nowpayments_ipn(request: web.Request) -> web.Response:
         raise BadRequest(str(exc)) from None
 
     async with ctx.pool.connection() as conn, conn.transaction():
-        await set_actor(conn, "nowpayments", f"IPN {ipn.payment_status} for {ipn.payment_id}")
         result = await apply_ipn(
             conn,
             ipn,
             raw_body=raw.decode("utf-8"),
             signature_variant=variant,
-            policy=PaymentPolicy.of(ctx.settings),
+            actor="nowpayments",
+            actor_reason=f"IPN {ipn.payment_status} for {ipn.payment_id}",
         )
     IPN_OUTCOMES.labels(outcome="duplicate" if result.duplicate else "accepted").inc()
-    log.info(
-        "ipn.accepted",
+    # The request's one log line (`http.request`) carries what the IPN did.
+    add_log_fields(
+        request,
+        ipn="duplicate" if result.duplicate else "accepted",
         order_id=str(result.order_id) if result.order_id else None,
         payment_id=ipn.payment_id,
         payment_status=ipn.payment_status,
-        outcome=result.outcome,
-        duplicate=result.duplicate,
+        outcome=str(result.outcome),
         variant=variant,
     )
     return web.json_response(

@@ -31,6 +31,7 @@ from bitloot.processes import free_port
 from bitloot.web.app import SETTINGS, create_app
 from bitloot.web.auth import authenticate, require_admin
 from bitloot.web.errors import PROBLEM_BASE, Conflict, TooManyRequests, UnprocessableEntity
+from bitloot.web.middleware import add_log_fields
 
 SECRET = "s" * 40
 MAX_BODY = 1024
@@ -69,6 +70,12 @@ async def boom(request: web.Request) -> web.Response:
 @routes.post("/echo")
 async def echo(request: web.Request) -> web.Response:
     return web.json_response(await request.json())
+
+
+@routes.post("/noted")
+async def noted(request: web.Request) -> web.Response:
+    add_log_fields(request, outcome="order_paid", duplicate=False)
+    return web.json_response({"ok": True})
 
 
 @routes.get("/whoami")
@@ -251,6 +258,17 @@ async def test_access_log_has_route_template_and_no_query_or_token(
     assert line["request_id"] == "rid-1"
     assert line["remote"] == "127.0.0.1"
     assert isinstance(line["duration_ms"], float)
+
+
+async def test_a_handler_adds_its_fields_to_the_one_request_line(
+    client: TestClient[Any, Any], log_stream: io.StringIO
+) -> None:
+    resp = await client.post("/noted")
+    assert resp.status == 200
+    lines = [line for line in log_stream.getvalue().splitlines() if line.strip()]
+    (line,) = _events(log_stream, "http.request")
+    assert len(lines) == 1
+    assert (line["route"], line["outcome"], line["duplicate"]) == ("/noted", "order_paid", False)
 
 
 async def test_access_log_names_unmatched_routes(

@@ -70,6 +70,19 @@ def test_bench_ipn_smoke(data_dir: Path) -> None:
         assert {"rps", "p50_ms", "p99_ms", "max_ms"} <= row[kind].keys()
 
 
+def test_bench_ipn_pg_stats_counts_one_round_trip_of_work_per_ipn(data_dir: Path) -> None:
+    result = run_bench(
+        "ipn", "--requests", "50", "--concurrency", "8", "--warmup", "10",
+        "--processes", "1", "--pg-stats", data_dir=data_dir,
+    )  # fmt: skip
+    pg = result["results"][0]["bitloot"]["pg_stats"]
+    # BEGIN, SELECT ... FROM bitloot_apply_ipn(...), COMMIT: the whole IPN is one statement
+    # (plus the bench's own few readings of the WAL, spread over the requests).
+    assert 3 <= pg["round_trips_per_unit"] < 3.5
+    assert pg["wal_bytes_per_unit"] > 0
+    assert any("bitloot_apply_ipn" in s["query"] for s in pg["top_statements"])
+
+
 def test_bench_pipeline_smoke(data_dir: Path) -> None:
     result = run_bench(
         "pipeline", "--orders", "5", "--workers", "1", "--concurrency", "4",

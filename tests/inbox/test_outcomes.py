@@ -13,9 +13,10 @@ from bitloot.inbox import outcomes
 from bitloot.inbox.outcomes import Outcome
 from bitloot.kinguin.models import OrderStatus
 from bitloot.nowpayments.models import PAYMENT_STATUSES
-from bitloot.payments.service import OPEN_ORDER
 
 Conn = psycopg.AsyncConnection[Any]
+# The order statuses a payment report may still move (bitloot_apply_ipn, migration 0020).
+OPEN_ORDER = {"created", "waiting", "confirming"}
 
 
 async def rows(conn: Conn, query: str) -> list[tuple[Any, ...]]:

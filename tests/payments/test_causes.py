@@ -13,7 +13,7 @@ from ipn_support import PRICE, PRODUCT_ID, ipn_for, scalar, seed_product, signed
 from bitloot.db.connect import set_actor
 from bitloot.nowpayments.models import Ipn
 from bitloot.nowpayments.signature import RawNumber, parse_ipn_json
-from bitloot.payments.service import PaymentPolicy, apply_ipn
+from bitloot.payments.service import apply_ipn
 
 Conn = psycopg.AsyncConnection[Any]
 
@@ -46,13 +46,7 @@ async def apply(conn: Conn, order_id: uuid.UUID, **fields: Any) -> None:
             ipn,
             raw_body=raw.decode(),
             signature_variant="utf8-lists",
-            policy=PaymentPolicy(),
-            enqueue_fulfillment=lambda *_: _nothing(),
         )
-
-
-async def _nothing() -> None:
-    return None
 
 
 async def last_event(conn: Conn, order_id: uuid.UUID) -> tuple[str, str, str, str]:

@@ -10,11 +10,10 @@ import psycopg
 import pytest
 from ipn_support import PRICE, PRODUCT_ID, fulfillment_jobs, ipn_for, scalar, seed_product, signed
 
-from bitloot.fulfillment.service import defer_fulfillment
 from bitloot.inbox.service import EventOutcome
 from bitloot.nowpayments.models import Ipn
 from bitloot.nowpayments.signature import parse_ipn_json
-from bitloot.payments.service import PaymentPolicy, apply_ipn
+from bitloot.payments.service import apply_ipn
 
 
 class Abort(Exception):
@@ -42,9 +41,7 @@ async def waiting_order(conn: psycopg.AsyncConnection[Any]) -> uuid.UUID:
     return order_id
 
 
-async def apply_finished(
-    conn: psycopg.AsyncConnection[Any], order_id: uuid.UUID, enqueue: Any = defer_fulfillment
-) -> EventOutcome:
+async def apply_finished(conn: psycopg.AsyncConnection[Any], order_id: uuid.UUID) -> EventOutcome:
     """Apply a verified `finished` IPN that pays the whole order."""
     raw, _ = signed(ipn_for(order_id))
     return await apply_ipn(
@@ -52,8 +49,6 @@ async def apply_finished(
         Ipn.from_parsed(parse_ipn_json(raw)),
         raw_body=raw.decode("utf-8"),
         signature_variant="utf8-lists",
-        policy=PaymentPolicy(),
-        enqueue_fulfillment=enqueue,
     )
 
 
@@ -89,13 +84,20 @@ async def test_failing_enqueue_rolls_everything_back(
 ) -> None:
     order_id = await waiting_order(conn)
 
-    async def enqueue_then_fail(c: psycopg.AsyncConnection[Any], oid: uuid.UUID) -> None:
-        await defer_fulfillment(c, oid)  # the job is written, then the enqueue step fails
-        raise RuntimeError("queue unavailable")
+    # The enqueue is a step of bitloot_apply_ipn: make the job insert fail in the database
+    # (after the event, the payment and the status were written in the same call).
+    await conn.execute(
+        "CREATE FUNCTION test_queue_unavailable() RETURNS trigger LANGUAGE plpgsql AS"
+        " $$ BEGIN RAISE EXCEPTION 'queue unavailable'; END; $$"
+    )
+    await conn.execute(
+        "CREATE TRIGGER test_queue_unavailable BEFORE INSERT ON procrastinate_jobs"
+        " FOR EACH ROW EXECUTE FUNCTION test_queue_unavailable()"
+    )
 
-    with pytest.raises(RuntimeError, match="queue unavailable"):
+    with pytest.raises(psycopg.errors.RaiseException, match="queue unavailable"):
         async with conn.transaction():
-            await apply_finished(conn, order_id, enqueue_then_fail)
+            await apply_finished(conn, order_id)
     await assert_nothing_of_the_ipn_remains(conn, order_id)
 
 

@@ -22,7 +22,7 @@ from bitloot.fulfillment.service import NO_EVIDENCE, defer_fulfillment, fulfillm
 from bitloot.nowpayments.models import Ipn, PaymentStatus
 from bitloot.nowpayments.signature import parse_ipn_json
 from bitloot.payments import service as payments_service
-from bitloot.payments.service import PaymentPolicy, apply_ipn, reconcile
+from bitloot.payments.service import apply_ipn, reconcile
 from bitloot.resources import Resources, open_resources
 from bitloot.sim.app import SimConfig
 
@@ -290,14 +290,11 @@ async def test_a_payment_finished_at_nowpayments_pays_the_order(
 
     # The IPNs that were lost arrive after all: the `finished` one is the report already
     # applied (a duplicate), the earlier ones are behind the payment; nothing moves.
-    policy = PaymentPolicy.of(res.settings)
     outcomes = []
     for body in await lost_ipns(http, sim, payment_id):
         ipn = Ipn.from_parsed(parse_ipn_json(body.encode()))
         async with res.pool.connection() as c, c.transaction():
-            result = await apply_ipn(
-                c, ipn, raw_body=body, signature_variant="sorted", policy=policy
-            )
+            result = await apply_ipn(c, ipn, raw_body=body, signature_variant="sorted")
         outcomes.append((ipn.payment_status, result.duplicate, result.outcome))
     assert outcomes == [
         ("waiting", False, "stale"),
