@@ -326,7 +326,11 @@ COMMENT ON COLUMN webhook_delivery_audit.last_error IS 'Why the last attempt fai
 COMMENT ON COLUMN webhook_delivery_audit.next_attempt_at IS 'When a pending one is tried next.';
 COMMENT ON COLUMN webhook_delivery_audit.delivered_at IS 'When it was delivered.';
 
--- An endpoint BitLoot disabled because it kept failing is for a human.
+-- What a human must look at, now with the shop's exceptions (issue 15) and the webhook
+-- endpoints: every failed email by its kind (not only delivery emails), failed key
+-- replacements (the old key stays live: refund the order or tell the customer), Kinguin
+-- key returns that ended in an error (check the balance in Kinguin's dashboard), and
+-- endpoints BitLoot disabled because they kept failing.
 CREATE OR REPLACE VIEW needs_attention AS
 SELECT 'webhook' AS kind,
        w.order_id,
