@@ -289,6 +289,12 @@ $$;
 
 COMMENT ON FUNCTION public.bitloot_correct_order_email(p_order_id uuid, p_new_email text, p_admin_id text, p_reason text) IS 'The one correction of an order: its email, by an admin with a reason. Writes an admin_audit_log row (action correct_order_email, details old_email, new_email, xid) and then the email; the orders trigger accepts an email change only with that row.';
 
+CREATE FUNCTION public.bitloot_country_codes_valid(codes text[]) RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN ((array_to_string(codes, ','::text) ~ '^([A-Z]{2}(,[A-Z]{2})*)?$'::text) AND (array_position(codes, NULL::text) IS NULL));
+
+COMMENT ON FUNCTION public.bitloot_country_codes_valid(codes text[]) IS 'True when every element is a two-letter upper-case country code (ISO 3166-1 alpha-2).';
+
 CREATE FUNCTION public.bitloot_defer_webhook_job(p_endpoint_id uuid, p_order_id uuid) RETURNS void
     LANGUAGE sql
     AS $$
@@ -672,12 +678,14 @@ CREATE TABLE public.orders (
     fulfilled_at timestamp with time zone,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    locale text DEFAULT 'en'::text NOT NULL,
     CONSTRAINT fulfilled_order_has_keys CHECK (((status <> 'fulfilled'::text) OR (fulfillment_status = 'fulfilled'::text))),
     CONSTRAINT fulfillment_needs_payment CHECK (((fulfillment_status = 'pending'::text) OR (status = ANY (ARRAY['paid'::text, 'fulfilled'::text, 'refunded'::text])))),
     CONSTRAINT orders_currency_check CHECK ((currency ~ '^[a-z]{3}$'::text)),
     CONSTRAINT orders_email_check CHECK ((email ~ '^[^@\s]+@[^@\s]+$'::text)),
     CONSTRAINT orders_fulfillment_status_check CHECK ((fulfillment_status = ANY (ARRAY['pending'::text, 'processing'::text, 'fulfilled'::text, 'failed'::text]))),
     CONSTRAINT orders_idempotency_key_check CHECK (((length(idempotency_key) >= 1) AND (length(idempotency_key) <= 200))),
+    CONSTRAINT orders_locale_check CHECK ((locale ~ '^[a-z]{2}$'::text)),
     CONSTRAINT orders_status_check CHECK ((status = ANY (ARRAY['created'::text, 'waiting'::text, 'confirming'::text, 'paid'::text, 'fulfilled'::text, 'underpaid'::text, 'failed'::text, 'expired'::text, 'refunded'::text]))),
     CONSTRAINT orders_total_amount_check CHECK ((total_amount > (0)::numeric))
 );
@@ -719,6 +727,8 @@ COMMENT ON COLUMN public.orders.fulfilled_at IS 'When its keys were all stored (
 COMMENT ON COLUMN public.orders.created_at IS 'When it was created (POST /orders).';
 
 COMMENT ON COLUMN public.orders.updated_at IS 'When the row last changed.';
+
+COMMENT ON COLUMN public.orders.locale IS 'The customer''s language (ISO 639-1: en, de, es), chosen at POST /orders from its `locale` field or Accept-Language: the language of every email and of the emailed key page link.';
 
 CREATE FUNCTION public.bitloot_order_webhook_data(o public.orders) RETURNS jsonb
     LANGUAGE sql STABLE
@@ -2684,8 +2694,20 @@ CREATE TABLE public.order_items (
     qty integer NOT NULL,
     unit_price numeric(12,2) NOT NULL,
     max_cost numeric(12,2) NOT NULL,
+    name text NOT NULL,
+    platform text,
+    regional_limitations text,
+    excluded_countries text[] DEFAULT '{}'::text[] NOT NULL,
+    image_url text,
+    is_preorder boolean DEFAULT false NOT NULL,
+    release_date date,
+    CONSTRAINT order_items_excluded_countries_check CHECK (public.bitloot_country_codes_valid(excluded_countries)),
+    CONSTRAINT order_items_image_url_check CHECK ((image_url ~ '^https://[^\s"<>]{1,2000}$'::text)),
     CONSTRAINT order_items_max_cost_check CHECK ((max_cost > (0)::numeric)),
+    CONSTRAINT order_items_name_check CHECK (((length(name) >= 1) AND (length(name) <= 200))),
+    CONSTRAINT order_items_platform_check CHECK (((length(platform) >= 1) AND (length(platform) <= 100))),
     CONSTRAINT order_items_qty_check CHECK (((qty >= 1) AND (qty <= 9))),
+    CONSTRAINT order_items_regional_limitations_check CHECK (((length(regional_limitations) >= 1) AND (length(regional_limitations) <= 200))),
     CONSTRAINT order_items_unit_price_check CHECK ((unit_price > (0)::numeric))
 );
 
@@ -2700,6 +2722,20 @@ COMMENT ON COLUMN public.order_items.qty IS 'How many keys of it (1 to 9).';
 COMMENT ON COLUMN public.order_items.unit_price IS 'The price charged per unit, in orders.currency, copied from products.';
 
 COMMENT ON COLUMN public.order_items.max_cost IS 'The most (EUR) we pay Kinguin per unit, copied from products.';
+
+COMMENT ON COLUMN public.order_items.name IS 'The product name shown to the customer when the order was made (copied from products).';
+
+COMMENT ON COLUMN public.order_items.platform IS 'products.platform when the order was made: the activation steps shown to the customer.';
+
+COMMENT ON COLUMN public.order_items.regional_limitations IS 'products.regional_limitations when the order was made: where the customer was told the key works.';
+
+COMMENT ON COLUMN public.order_items.excluded_countries IS 'products.excluded_countries when the order was made: where the customer was told the key will not activate.';
+
+COMMENT ON COLUMN public.order_items.image_url IS 'products.image_url when the order was made.';
+
+COMMENT ON COLUMN public.order_items.is_preorder IS 'products.is_preorder when the order was made: the customer was told the key comes on release.';
+
+COMMENT ON COLUMN public.order_items.release_date IS 'products.release_date when the order was made.';
 
 CREATE TABLE public.order_status_transitions (
     from_status text NOT NULL,
@@ -2872,14 +2908,24 @@ CREATE TABLE public.products (
     kinguin_text_qty integer,
     kinguin_updated_at timestamp with time zone,
     checked_at timestamp with time zone,
+    platform text,
+    regional_limitations text,
+    excluded_countries text[] DEFAULT '{}'::text[] NOT NULL,
+    image_url text,
+    is_preorder boolean DEFAULT false NOT NULL,
+    release_date date,
     CONSTRAINT products_currency_check CHECK ((currency ~ '^[a-z]{3}$'::text)),
+    CONSTRAINT products_excluded_countries_check CHECK (public.bitloot_country_codes_valid(excluded_countries)),
+    CONSTRAINT products_image_url_check CHECK ((image_url ~ '^https://[^\s"<>]{1,2000}$'::text)),
     CONSTRAINT products_kinguin_price_check CHECK ((kinguin_price > (0)::numeric)),
     CONSTRAINT products_kinguin_qty_check CHECK ((kinguin_qty >= 0)),
     CONSTRAINT products_kinguin_text_qty_check CHECK ((kinguin_text_qty >= 0)),
     CONSTRAINT products_max_cost_check CHECK ((max_cost > (0)::numeric)),
     CONSTRAINT products_name_check CHECK (((length(name) >= 1) AND (length(name) <= 200))),
+    CONSTRAINT products_platform_check CHECK (((length(platform) >= 1) AND (length(platform) <= 100))),
     CONSTRAINT products_price_check CHECK ((price > (0)::numeric)),
-    CONSTRAINT products_product_id_check CHECK ((product_id ~ '^[A-Za-z0-9_-]{1,64}$'::text))
+    CONSTRAINT products_product_id_check CHECK ((product_id ~ '^[A-Za-z0-9_-]{1,64}$'::text)),
+    CONSTRAINT products_regional_limitations_check CHECK (((length(regional_limitations) >= 1) AND (length(regional_limitations) <= 200)))
 );
 
 COMMENT ON TABLE public.products IS 'The catalog rows an order may name: a Kinguin productId, our retail price and currency, and max_cost, the most (EUR) we pay Kinguin per unit.';
@@ -2911,6 +2957,18 @@ COMMENT ON COLUMN public.products.kinguin_text_qty IS 'Text keys in stock across
 COMMENT ON COLUMN public.products.kinguin_updated_at IS 'Kinguin''s updatedAt of the newest answer applied (a read or a product.update webhook): a webhook dated at or before it is stale and ignored.';
 
 COMMENT ON COLUMN public.products.checked_at IS 'When the stored answer (price and stock) was last read from Kinguin, or came with a price in a product.update webhook. POST /orders reuses it while younger than BITLOOT_PRODUCT_CACHE_TTL; NULL: never read, or a webhook without a price changed the stock, so the next order reads the product again.';
+
+COMMENT ON COLUMN public.products.platform IS 'Kinguin''s `platform` when last read (Steam, GOG COM, Xbox Series X|S, ...): where the key is activated; NULL: not read yet.';
+
+COMMENT ON COLUMN public.products.regional_limitations IS 'Kinguin''s `regionalLimitations` when last read (REGION FREE, EUROPE, ...): where the key works; NULL: not read yet.';
+
+COMMENT ON COLUMN public.products.excluded_countries IS 'Kinguin''s `countryLimitation` when last read: ISO country codes where the key will not activate; empty: none named.';
+
+COMMENT ON COLUMN public.products.image_url IS 'The https URL of Kinguin''s cover image when last read (shown in emails and by storefronts); NULL: none.';
+
+COMMENT ON COLUMN public.products.is_preorder IS 'Kinguin''s `isPreorder` when last read: keys come on or after release_date.';
+
+COMMENT ON COLUMN public.products.release_date IS 'Kinguin''s `releaseDate` when last read (a date); NULL: unknown.';
 
 CREATE TABLE public.rate_limit_buckets (
     bucket text NOT NULL,
