@@ -132,9 +132,16 @@ def ngettext(locale: str, singular: str, plural: str, n: int) -> str:
 _ISO_CURRENCY = re.compile(r"^[A-Za-z]{3}$")
 
 
+def _decimal(amount: Decimal | str) -> Decimal:
+    # Money is never a float: 12.9 would print, but its binary value is not 12.90.
+    if not isinstance(amount, Decimal | str):
+        raise TypeError(f"money must be a Decimal or a decimal string, not {type(amount).__name__}")
+    return Decimal(amount)
+
+
 def money(amount: Decimal | str, currency: str, locale: str) -> str:
     """An amount in a fiat currency as the locale writes it: `12,90 €`, `€12.90`."""
-    value = Decimal(amount)
+    value = _decimal(amount)
     code = currency.upper()
     if not _ISO_CURRENCY.match(code) or code not in Locale.parse(locale).currencies:
         return crypto(value, code, locale)
@@ -143,7 +150,7 @@ def money(amount: Decimal | str, currency: str, locale: str) -> str:
 
 def crypto(amount: Decimal | str, ticker: str, locale: str) -> str:
     """A crypto amount with every digit it has (`0,00123 BTC`): never rounded."""
-    value = Decimal(amount)
+    value = _decimal(amount)
     exponent = value.as_tuple().exponent
     digits = -exponent if isinstance(exponent, int) and exponent < 0 else 0
     pattern = "#,##0." + "0" * digits if digits else "#,##0"
