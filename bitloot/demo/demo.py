@@ -202,7 +202,8 @@ def _key_page_link(message: EmailMessage, order_id: str) -> str:
     body = message.get_body(preferencelist=("plain",))
     assert body is not None
     match = re.search(
-        r"https?://\S+/orders/" + re.escape(order_id) + r"/key#token=[\w.-]+", body.get_content()
+        r"https?://\S+/orders/" + re.escape(order_id) + r"/key(?:\?lang=[a-z]{2})?#token=[\w.-]+",
+        body.get_content(),
     )
     if match is None:
         raise StackError("the delivery email has no key-page link")

@@ -25,7 +25,9 @@ def emailed_tokens(smtp: SmtpSink, order_id: str) -> list[str]:
     """The `#token=` of each delivery email of the order, oldest first."""
     tokens = []
     for message in smtp.for_order(order_id):
-        link = re.search(r"/orders/" + order_id + r"/key#token=([\w-]+)", text_of(message))
+        link = re.search(
+            r"/orders/" + order_id + r"/key(?:\?lang=[a-z]{2})?#token=([\w-]+)", text_of(message)
+        )
         assert link, text_of(message)
         tokens.append(link[1])
     return tokens

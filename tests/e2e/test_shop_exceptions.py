@@ -50,7 +50,9 @@ def _one_email(smtp: SmtpSink, order_id: str, kind: str) -> EmailMessage:
 
 
 def _link_token(message: EmailMessage, order_id: str) -> str:
-    found = re.search(rf"/orders/{order_id}/key#token=(\S+)", text_of(message))
+    found = re.search(
+        rf"/orders/{order_id}/key(?:\?lang=[a-z]{{2}})?#token=(\S+)", text_of(message)
+    )
     assert found is not None
     return found[1]
 
