@@ -50,13 +50,14 @@ UPDATE email_outbox
  WHERE id = %(id)s AND status <> 'sent'
 RETURNING attempts;
 
--- name: delivery_product_names
--- What the email lists: one line per product, with the quantity when more than one.
-SELECT p.name || CASE WHEN i.qty > 1 THEN ' x' || i.qty ELSE '' END
-  FROM order_items i
-  JOIN products p ON p.product_id = i.product_id
- WHERE i.order_id = %(order_id)s
- ORDER BY p.name;
+-- name: order_lines
+-- What the emails name per product: the order line's snapshot, as the customer was shown
+-- it when ordering (never today's products row).
+SELECT product_id, name, qty, platform, regional_limitations, excluded_countries,
+       image_url, is_preorder, release_date
+  FROM order_items
+ WHERE order_id = %(order_id)s
+ ORDER BY name, product_id;
 
 -- name: order_email
 SELECT email FROM orders WHERE id = %(order_id)s;
@@ -86,5 +87,7 @@ SELECT o.id
  ORDER BY o.created_at DESC, o.id;
 
 -- name: order_facts
--- What a notice names about its order: the total and currency.
-SELECT trim_scale(total_amount)::text AS total, currency FROM orders WHERE id = %(order_id)s;
+-- What an email names about its order: the total, currency, language and date.
+SELECT trim_scale(total_amount) AS total, currency, locale, created_at
+  FROM orders
+ WHERE id = %(order_id)s;

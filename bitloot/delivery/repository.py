@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from psycopg.rows import class_row, scalar_row
+from psycopg.rows import class_row, dict_row, scalar_row
 from psycopg.types.json import Jsonb
 
 from bitloot.db.queries import QuerySet
-from bitloot.delivery.notices import OrderFacts
+from bitloot.delivery.compose import OrderFacts
+from bitloot.i18n.products import ProductFacts
 
 _q = QuerySet("bitloot.delivery")
 
@@ -168,26 +169,28 @@ async def mark_attempt_failed(
     return attempts
 
 
-async def delivery_product_names(
+async def order_lines(
     conn: psycopg.AsyncConnection[Any], order_id: uuid.UUID
-) -> list[str]:
-    """The product lines the delivery email lists (name, and ` xN` for a quantity above 1)."""
-    async with conn.cursor(row_factory=scalar_row) as cur:
-        await cur.execute(_q["delivery_product_names"], {"order_id": order_id})
-        names: list[str] = await cur.fetchall()
-    return names
+) -> list[ProductFacts]:
+    """The order's lines as stored at POST /orders (order_items), by name."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(_q["order_lines"], {"order_id": order_id})
+        rows = await cur.fetchall()
+    return [
+        ProductFacts(**{**row, "excluded_countries": tuple(row["excluded_countries"] or ())})
+        for row in rows
+    ]
 
 
 async def order_facts(conn: psycopg.AsyncConnection[Any], order_id: uuid.UUID) -> OrderFacts:
-    """The order's total, currency and product lines, as a notice names them."""
-    async with conn.cursor() as cur:
+    """The order's total, currency, language, date and lines, as its emails name them."""
+    async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(_q["order_facts"], {"order_id": order_id})
         row = await cur.fetchone()
     if row is None:
         raise LookupError(f"order {order_id} does not exist")
-    total, currency = row
-    names = await delivery_product_names(conn, order_id)
-    return OrderFacts(order_id=order_id, total=total, currency=currency, product_names=names)
+    items = await order_lines(conn, order_id)
+    return OrderFacts(order_id=order_id, items=tuple(items), **row)
 
 
 async def order_email(conn: psycopg.AsyncConnection[Any], order_id: uuid.UUID) -> str:

@@ -36,6 +36,7 @@ from bitloot.delivery.notices import (
     NOTICES_WITH_LINK,
     RecoveredOrder,
     notice_message_id,
+    recovery_locale,
     render_notice,
     render_recovery_email,
 )
@@ -154,43 +155,43 @@ async def _build_message(
 ) -> EmailMessage:
     settings = res.settings
 
-    def link(order_id: uuid.UUID) -> str | None:
+    def link(order_id: uuid.UUID, locale: str) -> str | None:
         token = tokens.get(order_id)
-        return None if token is None else key_page_url(settings.public_url, order_id, token)
+        if token is None:
+            return None
+        return key_page_url(settings.public_url, order_id, token, locale=locale)
 
     if row.kind == "recovery":
+        listed = [await outbox.order_facts(conn, order_id) for order_id in tokens]
+        locale = recovery_locale(listed)
         return render_recovery_email(
             orders=[
-                RecoveredOrder(
-                    order_id=order_id,
-                    product_names=await outbox.delivery_product_names(conn, order_id),
-                    url=url,
-                )
-                for order_id in tokens
-                if (url := link(order_id)) is not None
+                RecoveredOrder(order=order, url=url)
+                for order in listed
+                if (url := link(order.order_id, locale)) is not None
             ],
             to_address=row.to_address,
             mail_from=settings.mail_from,
             message_id=notice_message_id(row.kind, row.id, settings.mail_from),
         )
     assert row.order_id is not None
+    order = await outbox.order_facts(conn, row.order_id)
     if row.kind == "delivery":
-        url = link(row.order_id)
+        url = link(row.order_id, order.locale)
         assert url is not None
         return render_delivery_email(
-            order_id=row.order_id,
+            order=order,
             to_address=row.to_address,
             key_page_url=url,
-            product_names=await outbox.delivery_product_names(conn, row.order_id),
             mail_from=settings.mail_from,
             message_id=delivery_message_id(row.id, row.order_id, settings.mail_from),
         )
     return render_notice(
         row.kind,
-        order=await outbox.order_facts(conn, row.order_id),
+        order=order,
         details=row.details,
         to_address=row.to_address,
-        link=link(row.order_id),
+        link=link(row.order_id, order.locale),
         mail_from=settings.mail_from,
         message_id=notice_message_id(row.kind, row.id, settings.mail_from),
     )

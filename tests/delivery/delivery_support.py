@@ -91,7 +91,11 @@ def runtime(pool: AsyncConnectionPool, smtp: SmtpServer, tmp_path: Path) -> Reso
     )
 
 
-async def make_order(conn: Conn, email: str = "buyer@example.com") -> uuid.UUID:
+async def make_order(
+    conn: Conn, email: str = "buyer@example.com", *, locale: str = "en"
+) -> uuid.UUID:
+    """An order of two products (Portal on Steam, two Hades keys on GOG) in `locale`; its
+    lines carry the snapshot the emails show."""
     await conn.execute(
         "INSERT INTO products (product_id, name, price, currency, max_cost)"
         " VALUES ('p-portal', 'Portal <2>', 9.99, 'eur', 5.00),"
@@ -99,15 +103,18 @@ async def make_order(conn: Conn, email: str = "buyer@example.com") -> uuid.UUID:
         " ON CONFLICT DO NOTHING"
     )
     cur = await conn.execute(
-        "INSERT INTO orders (email, currency, total_amount) VALUES (%s, 'eur', 39.97) RETURNING id",
-        (email,),
+        "INSERT INTO orders (email, currency, total_amount, locale)"
+        " VALUES (%s, 'eur', 39.97, %s) RETURNING id",
+        (email, locale),
     )
     row = await cur.fetchone()
     assert row is not None
     order_id: uuid.UUID = row[0]
     await conn.execute(
-        "INSERT INTO order_items (order_id, product_id, qty, unit_price, max_cost)"
-        " VALUES (%s, 'p-portal', 1, 9.99, 5.00), (%s, 'p-hades', 2, 19.99, 12.00)",
+        "INSERT INTO order_items (order_id, product_id, qty, unit_price, max_cost, name,"
+        " platform, regional_limitations, excluded_countries)"
+        " VALUES (%s, 'p-portal', 1, 9.99, 5.00, 'Portal <2>', 'Steam', 'REGION FREE', '{}'),"
+        "        (%s, 'p-hades', 2, 19.99, 12.00, 'Hades', 'GOG COM', 'EUROPE', '{CH}')",
         (order_id, order_id),
     )
     return order_id
@@ -132,6 +139,6 @@ async def token_purposes(conn: Conn, order_id: uuid.UUID) -> list[str]:
 def emailed_token(message: EmailMessage) -> str:
     text = message.get_body(preferencelist=("plain",))
     assert text is not None
-    link = re.search(r"/key#token=(\S+)", text.get_content())
+    link = re.search(r"/key\?lang=[a-z]{2}#token=(\S+)", text.get_content())
     assert link is not None
     return link[1]

@@ -1,30 +1,48 @@
-"""The delivery email: subject, the key-page link with the token in the fragment, no key."""
+"""The delivery email: subject, the key-page link with the token in the fragment, no key.
+
+What it says in every language and state: tests/delivery/test_templates.py."""
 
 from __future__ import annotations
 
 import inspect
 import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 
+from bitloot.delivery.compose import OrderFacts
 from bitloot.delivery.email import (
-    DELIVERY_SUBJECT,
     delivery_message_id,
     key_page_url,
     render_delivery_email,
 )
+from bitloot.i18n.products import ProductFacts
 
 ORDER_ID = uuid.UUID("6f1c1c3e-8d7a-4a51-9a55-1b8cbb7d2c11")
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJvcmRlcl9pZCI6IjEifQ.c2lnbmF0dXJl"
 MAIL_FROM = "BitLoot <keys@shop.example>"
 
 
+def _order(*names: str) -> OrderFacts:
+    return OrderFacts(
+        order_id=ORDER_ID,
+        total=Decimal("9.99"),
+        currency="eur",
+        locale="en",
+        created_at=datetime(2026, 12, 1, tzinfo=UTC),
+        items=tuple(
+            ProductFacts(product_id=f"p{i}", name=name, platform="Steam")
+            for i, name in enumerate(names)
+        ),
+    )
+
+
 def _render(product_names: list[str] | None = None) -> EmailMessage:
     msg = render_delivery_email(
-        order_id=ORDER_ID,
+        order=_order(*(product_names if product_names is not None else ["Portal 2"])),
         to_address="buyer@example.com",
-        key_page_url=key_page_url("https://shop.example", ORDER_ID, TOKEN),
-        product_names=product_names if product_names is not None else ["Portal 2"],
+        key_page_url=key_page_url("https://shop.example", ORDER_ID, TOKEN, locale="en"),
         mail_from=MAIL_FROM,
         message_id=delivery_message_id(7, ORDER_ID, MAIL_FROM),
     )
@@ -43,21 +61,24 @@ def _bodies(msg: EmailMessage) -> tuple[str, str]:
 
 def test_subject_and_headers() -> None:
     msg = _render()
-    assert msg["Subject"] == DELIVERY_SUBJECT == "Your BitLoot order is ready"
+    assert msg["Subject"] == "Your BitLoot order is ready"
     assert msg["To"] == "buyer@example.com"
     assert msg["From"] == MAIL_FROM
     assert msg["Auto-Submitted"] == "auto-generated"
+    assert msg["Content-Language"] == "en"
     assert msg["Date"] is not None
 
 
 def test_key_page_link_carries_the_token_in_the_fragment() -> None:
-    url = key_page_url("https://shop.example/", ORDER_ID, TOKEN)
-    assert url == f"https://shop.example/orders/{ORDER_ID}/key#token={TOKEN}"
+    url = key_page_url("https://shop.example/", ORDER_ID, TOKEN, locale="de")
+    assert url == f"https://shop.example/orders/{ORDER_ID}/key?lang=de#token={TOKEN}"
+    # A language we do not speak opens the page in English.
+    assert "?lang=en#" in key_page_url("https://shop.example", ORDER_ID, TOKEN, locale="fr")
 
 
 def test_both_parts_link_to_the_key_page() -> None:
     text, html = _bodies(_render())
-    link = f"https://shop.example/orders/{ORDER_ID}/key#token={TOKEN}"
+    link = f"https://shop.example/orders/{ORDER_ID}/key?lang=en#token={TOKEN}"
     assert link in text
     assert f'href="{link}"' in html
     assert "Portal 2" in text and "Portal 2" in html
@@ -66,30 +87,28 @@ def test_both_parts_link_to_the_key_page() -> None:
 def test_html_part_escapes_product_names() -> None:
     _, html = _bodies(_render(['<script>alert("x")</script> & Co']))
     assert "<script>" not in html
-    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; Co" in html
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; Co" in html
 
 
 def test_url_is_escaped_in_html() -> None:
     msg = render_delivery_email(
-        order_id=ORDER_ID,
+        order=_order(),
         to_address="buyer@example.com",
         key_page_url='https://shop.example/"><b>x</b>#token=a&b',
-        product_names=[],
         mail_from=MAIL_FROM,
         message_id="<m@x>",
     )
     _, html = _bodies(msg)
     assert '"><b>' not in html
-    assert "&quot;&gt;&lt;b&gt;x&lt;/b&gt;#token=a&amp;b" in html
+    assert "&#34;&gt;&lt;b&gt;x&lt;/b&gt;#token=a&amp;b" in html
 
 
 def test_renderer_cannot_be_given_a_key() -> None:
     # The email is built only from these; there is no way to pass a key into it.
     assert set(inspect.signature(render_delivery_email).parameters) == {
-        "order_id",
+        "order",
         "to_address",
         "key_page_url",
-        "product_names",
         "mail_from",
         "message_id",
     }

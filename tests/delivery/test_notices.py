@@ -33,10 +33,10 @@ NOTICES: dict[str, dict[str, str]] = {
     "key_replaced": {"key_id": "K-OLD-1"},
 }
 SUBJECTS = {
-    "payment_received": "Payment received for your BitLoot order (39.97 EUR)",
+    "payment_received": "Payment received for your BitLoot order (€39.97)",
     "underpaid": "Your BitLoot payment did not cover the order",
     "undeliverable": "We could not deliver your BitLoot order yet",
-    "refunded": "Your BitLoot order was refunded (39.97 EUR)",
+    "refunded": "Your BitLoot order was refunded (€39.97)",
     "key_replaced": "Your replacement key is ready",
 }
 
@@ -49,7 +49,7 @@ def _parts(message: EmailMessage) -> tuple[str, str]:
 
 
 def _links(text: str) -> list[tuple[str, str]]:
-    return re.findall(r"/orders/([0-9a-f-]{36})/key#token=(\S+)", text)
+    return re.findall(r"/orders/([0-9a-f-]{36})/key\?lang=en#token=(\S+)", text)
 
 
 async def _jobs(conn: Conn) -> int:
@@ -174,7 +174,7 @@ async def test_recovery_email_lists_fresh_links_and_revokes_the_old_ones(
     for order_id in (first, second):
         principal = await verify(runtime.pool, links[str(order_id)])
         assert principal.order_id == order_id
-        assert f'href="https://shop.example/orders/{order_id}/key#token=' in html
+        assert f'href="https://shop.example/orders/{order_id}/key?lang=en#token=' in html
     # The links emailed before no longer open anything; the storefront's checkout token and
     # another address's link are not the recovery's business.
     for token in (old_link, old_recovery):

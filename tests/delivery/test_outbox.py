@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass, replace
+from decimal import Decimal
 from email.message import EmailMessage
 from typing import Any
 
@@ -106,9 +107,16 @@ async def test_failed_attempts_count_and_final_marks_failed(conn: Conn) -> None:
     assert len(row["last_error"]) <= outbox.MAX_ERROR_LENGTH
 
 
-async def test_product_names_for_the_email(conn: Conn) -> None:
-    order_id = await make_order(conn)
-    assert await outbox.delivery_product_names(conn, order_id) == ["Hades x2", "Portal <2>"]
+async def test_the_emails_read_the_order_lines_snapshot(conn: Conn) -> None:
+    order_id = await make_order(conn, locale="de")
+    # The catalog changes after the order: the emails still name what was bought.
+    await conn.execute("UPDATE products SET name = 'Renamed' WHERE product_id = 'p-hades'")
+    facts = await outbox.order_facts(conn, order_id)
+    assert (facts.locale, facts.total, facts.currency) == ("de", Decimal("39.97"), "eur")
+    assert [(i.name, i.qty, i.platform, i.excluded_countries) for i in facts.items] == [
+        ("Hades", 2, "GOG COM", ("CH",)),
+        ("Portal <2>", 1, "Steam", ()),
+    ]
 
 
 async def test_deliver_twice_sends_exactly_once(
@@ -126,7 +134,7 @@ async def test_deliver_twice_sends_exactly_once(
     text = msg.get_body(preferencelist=("plain",))
     assert text is not None
     link = re.search(
-        r"https://shop\.example/orders/([0-9a-f-]+)/key#token=(\S+)", text.get_content()
+        r"https://shop\.example/orders/([0-9a-f-]+)/key\?lang=en#token=(\S+)", text.get_content()
     )
     assert link is not None and link[1] == str(order_id)
     # The link's token opens exactly this order, was issued for an email, is stored only

@@ -33,7 +33,7 @@ from bitloot.resources import open_resources
 from bitloot.vault.crypto import DataKey, MasterKeyRing, open_blob
 from bitloot.web.context import RESOURCES
 
-LINK = re.compile(r"/orders/([0-9a-f-]{36})/key#token=(blot_[A-Za-z0-9_-]{43})")
+LINK = re.compile(r"/orders/([0-9a-f-]{36})/key\?lang=en#token=(blot_[A-Za-z0-9_-]{43})")
 NO_LIMITS = {
     "rate_limit_recover_per_email_per_hour": 0,
     "rate_limit_recover_per_address_per_hour": 0,
