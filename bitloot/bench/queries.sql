@@ -13,8 +13,10 @@ SELECT 'bench+' || g || '@example.com', 'eur', %(price)s
 RETURNING id;
 
 -- name: insert_order_items
-INSERT INTO order_items (order_id, product_id, qty, unit_price, max_cost)
-SELECT id, %(product_id)s, 1, %(price)s, %(max_cost)s FROM unnest(%(ids)s::uuid[]) AS id;
+INSERT INTO order_items (order_id, product_id, qty, unit_price, max_cost, name)
+SELECT id, %(product_id)s, 1, %(price)s, %(max_cost)s, p.name
+  FROM unnest(%(ids)s::uuid[]) AS id, products p
+ WHERE p.product_id = %(product_id)s;
 
 -- name: orders_waiting
 UPDATE orders SET status = 'waiting' WHERE id = ANY(%(ids)s::uuid[]) AND status = 'created';

@@ -25,9 +25,11 @@ SELECT md5(%(ns)s || ':order:' || g)::uuid, 'scale+' || g || '@example.com', 'eu
        LATERAL (SELECT %(t0)s::timestamptz + g * interval '20 seconds' AS t) AS at;
 
 -- name: insert_order_items
-INSERT INTO order_items (order_id, product_id, qty, unit_price, max_cost)
-SELECT md5(%(ns)s || ':order:' || g)::uuid, %(product_id)s, 1, %(price)s, %(max_cost)s
-  FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS g;
+INSERT INTO order_items (order_id, product_id, qty, unit_price, max_cost, name)
+SELECT md5(%(ns)s || ':order:' || g)::uuid, %(product_id)s, 1, %(price)s, %(max_cost)s, p.name
+  FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS g,
+       products p
+ WHERE p.product_id = %(product_id)s;
 
 -- name: insert_payments
 INSERT INTO payments (payment_id, order_id, invoice_id, status, price_amount, price_currency,

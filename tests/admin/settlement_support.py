@@ -84,8 +84,8 @@ async def waiting_order(conn: Conn, *, email: str = "ada@example.com") -> uuid.U
     assert row is not None
     order_id: uuid.UUID = row[0]
     await conn.execute(
-        "INSERT INTO order_items (order_id, product_id, qty, unit_price, max_cost)"
-        " VALUES (%s, %s, 1, %s, 15.00)",
+        "INSERT INTO order_items (order_id, product_id, qty, unit_price, max_cost, name)"
+        " VALUES (%s, %s, 1, %s, 15.00, 'Stardew Valley')",
         (order_id, TEXT_PRODUCT_ID, PRICE),
     )
     await conn.execute("UPDATE orders SET status = 'waiting' WHERE id = %s", (order_id,))

@@ -49,8 +49,8 @@ async def new_order(conn: Conn, status: str = "waiting") -> uuid.UUID:
         TOTAL,
     )
     await conn.execute(
-        "INSERT INTO order_items (order_id, product_id, qty, unit_price, max_cost)"
-        " VALUES (%s, 'p1', 1, %s, 12)",
+        "INSERT INTO order_items (order_id, product_id, qty, unit_price, max_cost, name)"
+        " VALUES (%s, 'p1', 1, %s, 12, 'A game')",
         (order_id, TOTAL),
     )
     if status != "created":

@@ -154,8 +154,8 @@ def test_app_creates_an_order_moves_it_legally_and_defers_a_job(app_url: str) ->
             (order_id,),
         )
         conn.execute(
-            "INSERT INTO order_items (order_id, product_id, qty, unit_price, max_cost)"
-            " VALUES (%s, 'roles-app', 1, 10, 8)",
+            "INSERT INTO order_items (order_id, product_id, qty, unit_price, max_cost, name)"
+            " VALUES (%s, 'roles-app', 1, 10, 8, 'A game')",
             (order_id,),
         )
         conn.execute("SELECT set_config('bitloot.actor', 'api', true)")

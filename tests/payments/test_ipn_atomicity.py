@@ -30,8 +30,8 @@ async def waiting_order(conn: psycopg.AsyncConnection[Any]) -> uuid.UUID:
         PRICE,
     )
     await conn.execute(
-        "INSERT INTO order_items (order_id, product_id, qty, unit_price, max_cost)"
-        " VALUES (%s, %s, 1, %s, 12)",
+        "INSERT INTO order_items (order_id, product_id, qty, unit_price, max_cost, name)"
+        " VALUES (%s, %s, 1, %s, 12, 'A game')",
         (order_id, PRODUCT_ID, PRICE),
     )
     await conn.execute(
