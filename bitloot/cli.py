@@ -105,8 +105,8 @@ def cmd_products_add(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_products_list(args: argparse.Namespace, settings: Settings) -> int:
-    """Print the catalog with what Kinguin last said (EUR price of the cheapest offer, the
-    keys a line may buy, when it was read)."""
+    """Print the catalog with what Kinguin last said (the platform, the EUR price of the
+    cheapest offer, the keys a line may buy, when it was read)."""
     from datetime import UTC
 
     from bitloot.catalog.service import Answer, list_catalog
@@ -127,8 +127,8 @@ def cmd_products_list(args: argparse.Namespace, settings: Settings) -> int:
         )
         print(
             f"{row.product_id}  {row.name}  {row.price} {row.currency}  "
-            f"max cost {row.max_cost} eur  kinguin {kinguin}  stock {stock}  "
-            f"checked {checked}  {state}"
+            f"max cost {row.max_cost} eur  platform {row.platform or '-'}  "
+            f"kinguin {kinguin}  stock {stock}  checked {checked}  {state}"
         )
     if not rows:
         print("no products yet: add one with `bitloot products add`")

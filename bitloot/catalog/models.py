@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 from typing import Annotated, Literal
 
@@ -45,6 +46,26 @@ class CatalogItemOut(BaseModel):
         "yet). `POST /orders` checks again before any payment."
     )
     available: bool = Field(description="`availability` is `in_stock`.")
+    platform: str | None = Field(
+        description="Where the key is activated, as Kinguin names it (`Steam`, `GOG COM`, "
+        "`Xbox Series X|S`, ...); null until Kinguin was read."
+    )
+    regionalLimitations: str | None = Field(
+        description="Where the key works, as Kinguin says (`REGION FREE`, `EUROPE`, ...); "
+        "null until Kinguin was read."
+    )
+    excludedCountries: list[str] = Field(
+        description="ISO 3166-1 alpha-2 codes of the countries where the key will not "
+        "activate (Kinguin's `countryLimitation`); empty: none named."
+    )
+    imageUrl: str | None = Field(
+        description="The https URL of the product's cover image; null: none (or none we "
+        "would show)."
+    )
+    isPreorder: bool = Field(
+        description="A pre-order: the key comes when the game is released (`releaseDate`)."
+    )
+    releaseDate: date | None = Field(description="The release date; null: unknown.")
 
 
 class CatalogOut(BaseModel):

@@ -16,6 +16,15 @@ UPDATE products
        checked_at = now()
  WHERE product_id = %(product_id)s;
 
+-- name: record_facts
+-- What the same read says the customer is told about the key (bitloot.catalog.facts), in
+-- place of what an earlier read said: the next order copies it onto its lines.
+UPDATE products
+   SET platform = %(platform)s, regional_limitations = %(regional_limitations)s,
+       excluded_countries = %(excluded_countries)s, image_url = %(image_url)s,
+       is_preorder = %(is_preorder)s, release_date = %(release_date)s
+ WHERE product_id = %(product_id)s;
+
 -- name: lock_watermark
 SELECT kinguin_updated_at FROM products WHERE product_id = %(product_id)s FOR UPDATE;
 
@@ -37,7 +46,9 @@ SELECT product_id FROM products WHERE active ORDER BY checked_at NULLS FIRST, pr
 
 -- name: catalog_rows
 SELECT product_id, name, price, currency, max_cost, text_only, active,
-       kinguin_price, kinguin_qty, kinguin_text_qty, checked_at
+       kinguin_price, kinguin_qty, kinguin_text_qty, checked_at,
+       platform, regional_limitations, excluded_countries, image_url, is_preorder,
+       release_date
   FROM products
  WHERE active OR NOT %(active_only)s
  ORDER BY CASE WHEN %(active_only)s THEN name END, product_id;

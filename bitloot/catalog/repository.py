@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import asdict, dataclass
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 import psycopg
 from psycopg.rows import class_row
 
+from bitloot.catalog.facts import Facts
 from bitloot.db.queries import QuerySet
 
 Q = QuerySet("bitloot.catalog")
@@ -43,6 +44,12 @@ class CatalogRow:
     kinguin_qty: int | None
     kinguin_text_qty: int | None
     checked_at: datetime | None
+    platform: str | None
+    regional_limitations: str | None
+    excluded_countries: list[str]
+    image_url: str | None
+    is_preorder: bool
+    release_date: date | None
 
 
 async def stored_answers(
@@ -75,6 +82,13 @@ async def record_answer(
             "updated_at": updated_at,
         },
     )
+
+
+async def record_facts(conn: Conn, product_id: str, facts: Facts) -> None:
+    """Store what a read says the customer is told about the key."""
+    params = asdict(facts) | {"product_id": product_id}
+    params["excluded_countries"] = list(facts.excluded_countries)
+    await conn.execute(Q["record_facts"], params)
 
 
 async def lock_watermark(conn: Conn, product_id: str) -> tuple[bool, datetime | None]:

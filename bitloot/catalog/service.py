@@ -3,7 +3,9 @@ be sold on it. The one home of "may this be sold now?".
 
 Kinguin's answer about a product (`GET /v2/products/{productId}`: the cheapest offer's EUR
 price, the keys in stock across the cheapest offers, `textQty` of them text keys) is kept
-on its `products` row with `checked_at`. It is refreshed three ways: by `ensure_available`
+on its `products` row with `checked_at`, and with it what the customer is told about the
+key (platform, region, excluded countries, cover, pre-order; `bitloot.catalog.facts`),
+which `POST /orders` copies onto its lines. It is refreshed three ways: by `ensure_available`
 when an order needs it, by the `refresh_catalog` job every 10 minutes, and by Kinguin's
 `product.update` webhook (`receive_product_update`), which is ignored when it is not newer
 than the stored `kinguin_updated_at` (events arrive out of order).
@@ -37,6 +39,7 @@ import psycopg
 import structlog
 
 from bitloot.catalog import repository
+from bitloot.catalog.facts import Facts, facts_of
 from bitloot.catalog.models import Availability, CatalogItemOut, CatalogOut, ProductUpdateEvent
 from bitloot.catalog.repository import CatalogRow
 from bitloot.config import Settings
@@ -140,12 +143,15 @@ class Item:
 @dataclass(frozen=True)
 class Answer:
     """Kinguin's answer about a product: the cheapest offer's price (None: no offer in
-    stock, or never told) and the keys in stock across the cheapest offers."""
+    stock, or never told), the keys in stock across the cheapest offers, and what the
+    customer is told about the key (None: not read, e.g. Kinguin's 404 for a sold-out
+    product, when the stored facts stay)."""
 
     price: Decimal | None
     qty: int
     text_qty: int | None
     updated_at: datetime | None = None
+    facts: Facts | None = None
 
     def stock(self, text_only: bool) -> int:
         """Keys an item may buy: text keys for a text-only product (all keys when Kinguin
@@ -268,7 +274,13 @@ async def _read_product(client: KinguinClient, product_id: str) -> Answer | None
     except KinguinError as exc:
         log.warning("catalog.read_failed", product_id=product_id, kind=exc.kind, status=exc.status)
         return None
-    return Answer(product.price, product.qty, product.text_qty, _kinguin_time(product.updated_at))
+    return Answer(
+        product.price,
+        product.qty,
+        product.text_qty,
+        _kinguin_time(product.updated_at),
+        facts_of(product),
+    )
 
 
 def _kinguin_time(value: str | None) -> datetime | None:
@@ -292,6 +304,8 @@ async def _record(conn: Conn, product_id: str, answer: Answer) -> None:
         text_qty=answer.text_qty,
         updated_at=updated_at,
     )
+    if answer.facts is not None:
+        await repository.record_facts(conn, product_id, answer.facts)
 
 
 async def refresh_catalog(res: Resources) -> dict[str, int]:
@@ -377,7 +391,8 @@ def availability_of(row: CatalogRow) -> Availability:
 
 
 async def public_catalog(conn: Conn) -> CatalogOut:
-    """The active catalog for storefronts: price, currency, availability; never a cost."""
+    """The active catalog for storefronts: price, currency, availability and the product's
+    facts (platform, region, image, pre-order); never a cost."""
     rows = await repository.catalog_rows(conn, active_only=True)
     items = []
     for row in rows:
@@ -390,6 +405,12 @@ async def public_catalog(conn: Conn) -> CatalogOut:
                 currency=row.currency,
                 availability=availability,
                 available=availability == "in_stock",
+                platform=row.platform,
+                regionalLimitations=row.regional_limitations,
+                excludedCountries=row.excluded_countries,
+                imageUrl=row.image_url,
+                isPreorder=row.is_preorder,
+                releaseDate=row.release_date,
             )
         )
     return CatalogOut(items=items)

@@ -22,6 +22,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -265,8 +266,45 @@ class Offer(KinguinModel):
     wholesale: Wholesale | None = None
 
 
+def _text_or_none(value: Any) -> Any:
+    # A fact shown to customers never fails the product it came with: its stock and price
+    # still matter when Kinguin sends a number, an object or null where text belongs.
+    return value if isinstance(value, str) else None
+
+
+def _flag_or_none(value: Any) -> Any:
+    return value if isinstance(value, bool) else None
+
+
+def _country_codes(value: Any) -> list[str]:
+    """`countryLimitation` as two-letter upper-case codes, in order, each once; null, a
+    non-list and anything that is not two letters are dropped."""
+    if not isinstance(value, list):
+        return []
+    codes: list[str] = []
+    for item in value:
+        code = item.strip().upper() if isinstance(item, str) else ""
+        if len(code) == 2 and code.isascii() and code.isalpha() and code not in codes:
+            codes.append(code)
+    return codes
+
+
+def _images(value: Any) -> Any:
+    return value if isinstance(value, dict) else None
+
+
+# A display fact: any other shape is read as "not said" (None).
+_FactText = Annotated[str | None, BeforeValidator(_text_or_none)]
+
+
 class Product(KinguinModel):
-    """The parts of the Product object a reseller needs; `price` is the cheapest offer."""
+    """The parts of the Product object a reseller needs; `price` is the cheapest offer.
+
+    Besides stock and price it carries what the customer is told about the key (the
+    platform, `regionalLimitations`, the countries of `countryLimitation` where the key
+    will not activate, the cover image, the pre-order facts). Those are read tolerantly:
+    a malformed one is dropped, never the product.
+    """
 
     kinguin_id: int
     product_id: str
@@ -276,14 +314,33 @@ class Product(KinguinModel):
     text_qty: int | None = None
     total_qty: int | None = None
     original_name: str | None = None
-    platform: str | None = None
+    platform: _FactText = None
     region_id: int | None = None
+    regional_limitations: _FactText = None
+    country_limitation: Annotated[list[str], BeforeValidator(_country_codes)] = Field(
+        default_factory=list
+    )
     cheapest_offer_id: list[str] = Field(default_factory=list)
     offers_count: int | None = None
-    is_preorder: bool | None = None
-    release_date: str | None = None
+    is_preorder: Annotated[bool | None, BeforeValidator(_flag_or_none)] = None
+    release_date: _FactText = None
     updated_at: str | None = None
     offers: list[Offer] = Field(default_factory=list)
+    images: Annotated[dict[str, Any] | None, BeforeValidator(_images)] = None
+    # The older Product object's cover fields (docs v1), used when `images` has no cover.
+    cover_image_original: _FactText = None
+    cover_image: _FactText = None
+
+    @property
+    def cover_url(self) -> str | None:
+        """The cover image's URL as Kinguin gives it (`images.cover.url`, else its
+        `thumbnail`, else the older `coverImageOriginal` / `coverImage`); not checked."""
+        cover = (self.images or {}).get("cover")
+        if isinstance(cover, dict):
+            for name in ("url", "thumbnail"):
+                if isinstance(cover.get(name), str) and cover[name]:
+                    return str(cover[name])
+        return self.cover_image_original or self.cover_image or None
 
 
 class Balance(KinguinModel):

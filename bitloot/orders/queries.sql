@@ -11,12 +11,22 @@ SELECT product_id, name, price, currency, max_cost, text_only, active
   FROM products WHERE product_id = ANY(%(ids)s);
 
 -- name: insert_order
-INSERT INTO orders (id, user_id, email, currency, total_amount)
-VALUES (%(id)s, %(user_id)s, %(email)s, %(currency)s, %(total_amount)s);
+INSERT INTO orders (id, user_id, email, currency, total_amount, locale)
+VALUES (%(id)s, %(user_id)s, %(email)s, %(currency)s, %(total_amount)s, %(locale)s);
 
--- name: insert_order_item
-INSERT INTO order_items (order_id, product_id, qty, unit_price, max_cost)
-VALUES (%(order_id)s, %(product_id)s, %(qty)s, %(unit_price)s, %(max_cost)s);
+-- name: insert_order_items
+-- The order's lines as priced, each with the snapshot the customer is shown from now on:
+-- the product's name and facts as the catalog holds them at this moment (after the stock
+-- check stored Kinguin's latest read), copied in the same statement.
+INSERT INTO order_items (order_id, product_id, qty, unit_price, max_cost, name, platform,
+                         regional_limitations, excluded_countries, image_url, is_preorder,
+                         release_date)
+SELECT %(order_id)s, p.product_id, l.qty, l.unit_price, l.max_cost, p.name, p.platform,
+       p.regional_limitations, p.excluded_countries, p.image_url, p.is_preorder,
+       p.release_date
+  FROM unnest(%(product_ids)s::text[], %(qtys)s::int[], %(unit_prices)s::numeric[],
+              %(max_costs)s::numeric[]) AS l(product_id, qty, unit_price, max_cost)
+  JOIN products p ON p.product_id = l.product_id;
 
 -- name: claim_idempotency_key
 -- A row only when the caller's key is new, or older than 24 hours (then it is taken over
@@ -51,13 +61,18 @@ RETURNING id;
 UPDATE orders SET invoice_error = %(error)s WHERE id = %(order_id)s AND status = 'created';
 
 -- name: get_order
-SELECT o.id, o.user_id, o.email, o.currency, o.total_amount, o.status, o.fulfillment_status,
-       o.status_reason, o.fulfillment_error, o.invoice_url, o.invoice_error, o.paid_at,
+SELECT o.id, o.user_id, o.email, o.locale, o.currency, o.total_amount, o.status,
+       o.fulfillment_status, o.status_reason, o.fulfillment_error, o.invoice_url,
+       o.invoice_error, o.paid_at,
        o.fulfilled_at, o.created_at, o.updated_at,
        coalesce((SELECT json_agg(json_build_object(
-                    'productId', i.product_id, 'name', p.name, 'qty', i.qty,
-                    'unitPrice', i.unit_price::text) ORDER BY i.product_id)
-                   FROM order_items i JOIN products p USING (product_id)
+                    'productId', i.product_id, 'name', i.name, 'qty', i.qty,
+                    'unitPrice', i.unit_price::text, 'platform', i.platform,
+                    'regionalLimitations', i.regional_limitations,
+                    'excludedCountries', i.excluded_countries, 'imageUrl', i.image_url,
+                    'isPreorder', i.is_preorder, 'releaseDate', i.release_date)
+                    ORDER BY i.product_id)
+                   FROM order_items i
                   WHERE i.order_id = o.id), '[]'::json) AS items
   FROM orders o
  WHERE o.id = %(order_id)s
@@ -81,13 +96,17 @@ RETURNING id;
 -- The caller's orders, newest first, strictly after the cursor (created_at, id), read from
 -- orders_user_created_idx (user_id, created_at DESC, id DESC). The first page passes
 -- ('infinity', the greatest uuid), so one query serves every page.
-SELECT o.id, o.user_id, o.email, o.currency, o.total_amount, o.status, o.fulfillment_status,
-       o.status_reason, o.fulfillment_error, o.invoice_url, o.paid_at,
+SELECT o.id, o.user_id, o.email, o.locale, o.currency, o.total_amount, o.status,
+       o.fulfillment_status, o.status_reason, o.fulfillment_error, o.invoice_url, o.paid_at,
        o.fulfilled_at, o.created_at, o.updated_at,
        coalesce((SELECT json_agg(json_build_object(
-                    'productId', i.product_id, 'name', p.name, 'qty', i.qty,
-                    'unitPrice', i.unit_price::text) ORDER BY i.product_id)
-                   FROM order_items i JOIN products p USING (product_id)
+                    'productId', i.product_id, 'name', i.name, 'qty', i.qty,
+                    'unitPrice', i.unit_price::text, 'platform', i.platform,
+                    'regionalLimitations', i.regional_limitations,
+                    'excludedCountries', i.excluded_countries, 'imageUrl', i.image_url,
+                    'isPreorder', i.is_preorder, 'releaseDate', i.release_date)
+                    ORDER BY i.product_id)
+                   FROM order_items i
                   WHERE i.order_id = o.id), '[]'::json) AS items
   FROM orders o
  WHERE o.user_id = %(user_id)s

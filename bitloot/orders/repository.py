@@ -6,6 +6,7 @@ Every function takes the caller's connection and never commits; `service` owns t
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -43,6 +44,7 @@ async def insert_order(
     email: str,
     currency: str,
     total: Decimal,
+    locale: str,
 ) -> None:
     """Insert an order in `created` under `order_id`."""
     await conn.execute(
@@ -53,16 +55,36 @@ async def insert_order(
             "email": email,
             "currency": currency,
             "total_amount": total,
+            "locale": locale,
         },
     )
 
 
-async def insert_order_items(conn: Conn, order_id: uuid.UUID, lines: list[dict[str, Any]]) -> None:
-    """Insert the order's lines (`product_id`, `qty`, `unit_price`, `max_cost` each)."""
-    async with conn.cursor() as cur:
-        await cur.executemany(
-            Q["insert_order_item"], [{"order_id": order_id, **line} for line in lines]
-        )
+@dataclass(frozen=True)
+class NewLine:
+    """An order line as priced: the product, how many keys, our price and the most we pay."""
+
+    product_id: str
+    qty: int
+    unit_price: Decimal
+    max_cost: Decimal
+
+
+async def insert_order_items(conn: Conn, order_id: uuid.UUID, lines: list[NewLine]) -> None:
+    """Insert the order's lines, each with its product's name and facts copied from
+    `products` in the same statement (the customer's snapshot)."""
+    cur = await conn.execute(
+        Q["insert_order_items"],
+        {
+            "order_id": order_id,
+            "product_ids": [line.product_id for line in lines],
+            "qtys": [line.qty for line in lines],
+            "unit_prices": [line.unit_price for line in lines],
+            "max_costs": [line.max_cost for line in lines],
+        },
+    )
+    if cur.rowcount != len(lines):  # every product was just read: it cannot be missing
+        raise RuntimeError("an order line's product is not in the catalog")
 
 
 async def claim_idempotency_key(

@@ -11,6 +11,7 @@ from aiohttp import web
 from bitloot.orders import service
 from bitloot.orders.models import (
     PRODUCT_ID_PATTERN,
+    SUPPORTED_LOCALES,
     CreatedOrderOut,
     CreateOrderIn,
     OrderOut,
@@ -51,6 +52,13 @@ LOCATION = {"Location": "The new order's URL."}
             "for a guest the email and items; the same user reusing a key for another "
             "request gets a 422.",
         ),
+        Param(
+            "Accept-Language",
+            "header",
+            {"type": "string"},
+            "Chooses the order's language when the body has no `locale`: the best of "
+            f"{SUPPORTED_LOCALES} by q-value (RFC 9110); none of them, or no header: `en`.",
+        ),
     ),
     # A replay answers 201 too, as Stripe replays the first answer's status: clients treat
     # 201 as "the order exists", and a retry must not look different from the first try.
@@ -63,7 +71,8 @@ LOCATION = {"Location": "The new order's URL."}
     problems={
         400: BAD_JSON,
         413: TOO_LARGE,
-        422: "Invalid body, unknown or inactive products, or a key reused for another request.",
+        422: "Invalid body (an unsupported `locale` included: the problem names the "
+        "supported ones), unknown or inactive products, or a key reused for another request.",
         409: "A product cannot be sold now (checked at Kinguin before any invoice): `type` "
         "`.../out-of-stock` (fewer keys than asked) or `.../price-unavailable` (Kinguin's "
         "cheapest offer costs more than we pay); `productId` names the first, `unavailable` "
@@ -83,8 +92,11 @@ async def create_order(request: web.Request) -> web.Response:
     if key is not None and not (1 <= len(key) <= MAX_IDEMPOTENCY_KEY and is_storable(key)):
         raise UnprocessableEntity([{"loc": ["header", "Idempotency-Key"], "msg": "1 to 200 chars"}])
     body = await _read_order(request)
+    locale = service.order_locale(body, request.headers.get("Accept-Language"))
     try:
-        answer, _ = await service.create_order(res, body, user_id=user_id, idempotency_key=key)
+        answer, _ = await service.create_order(
+            res, body, user_id=user_id, idempotency_key=key, locale=locale
+        )
     except service.OrderRejected as exc:
         raise UnprocessableEntity(exc.problems) from None
     except service.IdempotencyKeyReused:

@@ -10,6 +10,10 @@ asked for the invoice, and a second transaction records it and moves `created ->
 A crash or a provider error between the two leaves the order `created` with the error
 noted; replaying the request with the same Idempotency-Key resumes at step 2, and a
 concurrent replay that recorded its invoice first wins (the order is bound to that invoice).
+Step (1) stores the order's language (`order_locale`) and copies each line's product name
+and facts from `products`, as the stock check left them, onto `order_items`: what the
+customer is shown from then on (the API, the key page, every email), whatever the catalog
+says later.
 
 An Idempotency-Key is what Stripe makes of it, and no bearer credential: it is scoped to
 the caller (a signed-in user's `sub`; for a guest, the request's fingerprint, so another
@@ -35,6 +39,7 @@ from bitloot.auth import order_tokens
 from bitloot.auth.tokens import Principal
 from bitloot.catalog import service as catalog_service
 from bitloot.db.connect import set_actor
+from bitloot.i18n import DEFAULT_LOCALE, negotiate
 from bitloot.nowpayments.client import NowPaymentsError
 from bitloot.orders import repository
 from bitloot.orders.models import (
@@ -149,13 +154,25 @@ class PricedOrder:
 # --- creating an order ----------------------------------------------------------------------
 
 
+def order_locale(body: CreateOrderIn, accept_language: str | None) -> str:
+    """The customer's language: the body's `locale` (already reduced to one we speak, see
+    `CreateOrderIn`), else the best of `Accept-Language`, else English."""
+    return body.locale or negotiate(accept_language)
+
+
 async def create_order(
-    res: Resources, body: CreateOrderIn, *, user_id: str | None, idempotency_key: str | None
+    res: Resources,
+    body: CreateOrderIn,
+    *,
+    user_id: str | None,
+    idempotency_key: str | None,
+    locale: str = DEFAULT_LOCALE,
 ) -> tuple[CreatedOrderOut, bool]:
     """Create (or, for the caller's Idempotency-Key, resume) the order and its invoice; the
     answer and whether the order is new. `OrderRejected`, `IdempotencyKeyReused`,
     `InvoiceFailed`; for a new order, before anything is stored, the catalog's 409
-    (`OutOfStock`, `PriceUnavailable`) and 503 (`CatalogUnavailable`) problems."""
+    (`OutOfStock`, `PriceUnavailable`) and 503 (`CatalogUnavailable`) problems. `locale`
+    is the new order's language (a replay keeps the first request's)."""
     async with res.pool.connection() as conn:
         priced = await price_order(conn, body)
         replay = await _key_in_use(conn, body, user_id, idempotency_key)
@@ -164,7 +181,9 @@ async def create_order(
         await catalog_service.ensure_available(res, catalog_items(priced))
     async with res.pool.connection() as conn, conn.transaction():
         await set_actor(conn, f"user:{user_id}" if user_id else "guest", "POST /orders")
-        order_id, created = await _insert_or_find(conn, priced, body, user_id, idempotency_key)
+        order_id, created = await _insert_or_find(
+            conn, priced, body, user_id, idempotency_key, locale=locale
+        )
         stored = await get_order(conn, order_id, ADMIN)
         assert stored is not None
         view = stored.view
@@ -188,6 +207,7 @@ async def create_order(
         status="waiting" if view.status == "created" else view.status,
         totalAmount=view.totalAmount,
         currency=view.currency,
+        locale=view.locale,
         invoiceUrl=invoice_url,
         accessToken=token,
     )
@@ -203,13 +223,16 @@ def _replayed_without_token(order_id: uuid.UUID, view: OrderOut) -> CreatedOrder
         status=view.status,
         totalAmount=view.totalAmount,
         currency=view.currency,
+        locale=view.locale,
         invoiceUrl=None,
         accessToken=None,
     )
 
 
 def request_fingerprint(body: CreateOrderIn) -> bytes:
-    """SHA-256 of what a `POST /orders` asks for: the normalised email and the sorted items."""
+    """SHA-256 of what a `POST /orders` asks for: the normalised email and the sorted items.
+    The language is left out: a retry in another language is still the same purchase (it
+    gets the first request's order, in the first request's language)."""
     canonical = {
         "email": str(body.email).strip().lower(),
         "items": sorted([item.productId, item.qty] for item in body.items),
@@ -300,6 +323,8 @@ async def _insert_or_find(
     body: CreateOrderIn,
     user_id: str | None,
     idempotency_key: str | None,
+    *,
+    locale: str,
 ) -> tuple[uuid.UUID, bool]:
     order_id = uuid.uuid4()
     if idempotency_key is not None:
@@ -324,17 +349,15 @@ async def _insert_or_find(
         email=str(body.email),
         currency=priced.currency,
         total=priced.total,
+        locale=locale,
     )
     await repository.insert_order_items(
         conn,
         order_id,
         [
-            {
-                "product_id": line.product.product_id,
-                "qty": line.qty,
-                "unit_price": line.product.price,
-                "max_cost": line.product.max_cost,
-            }
+            repository.NewLine(
+                line.product.product_id, line.qty, line.product.price, line.product.max_cost
+            )
             for line in priced.lines
         ],
     )
@@ -414,6 +437,7 @@ def order_out(row: dict[str, Any]) -> OrderOut:
     return OrderOut(
         id=row["id"],
         email=row["email"],
+        locale=row["locale"],
         status=row["status"],
         fulfillmentStatus=row["fulfillment_status"],
         statusReason=row["status_reason"] or row["fulfillment_error"],

@@ -12,6 +12,7 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 ImageType = str  # "image/jpeg" or "image/png"
 
@@ -40,19 +41,32 @@ class SimOffer:
 
 @dataclass
 class SimProduct:
-    """A product and its offers."""
+    """A product and its offers, and what Kinguin says about the key: the platform, where
+    it works (`regionalLimitations`, `countryLimitation`: where it will not activate), the
+    cover image, the pre-order facts. They are sent as given, unchecked, so a test can
+    make Kinguin say something malformed; `raw_images`, when set, is sent as `images`
+    instead of the cover built from `image_url`."""
 
     product_id: str
     kinguin_id: int
     name: str
-    platform: str = "Steam"
+    platform: str | None = "Steam"
     offers: list[SimOffer] = field(default_factory=list)
     reads: int = 0  # GET /v2/products (or v1) answers about it, sold-out 404s included
+    regional_limitations: str | None = "REGION FREE"
+    country_limitation: list[Any] | None = field(default_factory=list)
+    image_url: str | None = None
+    is_preorder: bool = False
+    release_date: str | None = None
+    raw_images: Any = None
 
     def offers_in_stock(self) -> list[SimOffer]:
         """Offers that still have keys."""
         return [o for o in self.offers if o.qty > 0]
 
+
+# Cover images under a reserved domain (RFC 2606): shown, never fetched from a real host.
+IMAGES = "https://images.kinguin-sim.example/covers"
 
 # Stable ids for the demo and tests (24-hex like the real productIds).
 TEXT_PRODUCT_ID = "5c9b5f6b2539a4e8f172916a"
@@ -74,6 +88,8 @@ def seed_products() -> list[SimProduct]:
                 SimOffer("61a0000000000000000000a1", d("9.49"), 500, 500),
                 SimOffer("61a0000000000000000000a2", d("10.99"), 200, 200, "Other Merchant"),
             ],
+            image_url=f"{IMAGES}/stardew-valley.jpg",
+            release_date="2016-02-26",
         ),
         SimProduct(
             MIXED_PRODUCT_ID,
@@ -84,6 +100,10 @@ def seed_products() -> list[SimProduct]:
                 SimOffer("61a0000000000000000000b1", d("12.90"), 300, 150),
                 SimOffer("61a0000000000000000000b2", d("13.50"), 100, 100, "Other Merchant"),
             ],
+            regional_limitations="EUROPE",
+            country_limitation=["CH", "GB", "NO"],
+            image_url=f"{IMAGES}/cyberpunk-2077.jpg",
+            release_date="2020-12-10",
         ),
         SimProduct(
             IMAGE_PRODUCT_ID,
@@ -91,7 +111,7 @@ def seed_products() -> list[SimProduct]:
             "Minecraft Java Edition Gift Card (image key)",
             platform="Other",
             offers=[SimOffer("61a0000000000000000000c1", d("19.99"), 100, 0)],
-        ),
+        ),  # no image, no release date: the generic case
         SimProduct(
             CHEAP_PRODUCT_ID,
             10004,
@@ -99,6 +119,10 @@ def seed_products() -> list[SimProduct]:
             offers=[
                 SimOffer("61a0000000000000000000d1", d("1.99"), 1000, 1000, wholesale=True),
             ],
+            regional_limitations="GLOBAL",
+            # A cover with only a thumbnail, as some of Kinguin's products have.
+            raw_images={"cover": {"thumbnail": f"{IMAGES}/indie-bundle_thumb.jpg"}},
+            release_date="2019-05-01",
         ),
         SimProduct(
             SOLD_OUT_PRODUCT_ID,

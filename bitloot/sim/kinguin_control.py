@@ -18,7 +18,10 @@ Bodies are JSON with snake_case fields; every route answers JSON. Examples (pref
     POST /sim/products/{productId} {"qty": 5, "price": 8.99}  # + product.update webhook
                                        # (bitloot.sim.kinguin_products)
     POST /sim/products        {"product_id": "...", "name": "...",
-                               "offers": [{"price": 9.99, "qty": 100}]}
+                               "offers": [{"price": 9.99, "qty": 100}],
+                               "platform": "Steam", "regional_limitations": "EUROPE",
+                               "country_limitation": ["GB"], "is_preorder": true,
+                               "release_date": "2027-03-01", "image_url": "https://..."}
     GET  /sim/orders?include_keys=1    # every order placed since the last reset
     POST /sim/orders/{orderId}/complete
     POST /sim/orders/{orderId}/history {"delivered_hours_ago": 25, "preorder": false}
@@ -43,6 +46,7 @@ from bitloot.kinguin.models import load_json
 from bitloot.sim.kinguin_catalog import SimOffer, SimProduct
 from bitloot.sim.kinguin_faults import HttpFault, When
 from bitloot.sim.kinguin_http import KINGUIN_SIM, KinguinSim, json_response, render_order
+from bitloot.sim.kinguin_products import ProductFacts
 from bitloot.sim.kinguin_state import DuplicateMode, Fate
 
 ImageType = Literal["image/jpeg", "image/png"]
@@ -125,13 +129,12 @@ class NewOffer(_Body):
     image_types: list[ImageType] = Field(default_factory=_default_image_types)
 
 
-class NewProduct(_Body):
-    """A product added (or replaced) at run time."""
+class NewProduct(ProductFacts):
+    """A product added (or replaced) at run time, with its facts (sent as given)."""
 
     product_id: str = Field(min_length=1)
     name: str = Field(min_length=1)
     kinguin_id: int | None = None
-    platform: str = "Steam"
     offers: list[NewOffer] = Field(min_length=1)
 
 
@@ -318,7 +321,8 @@ async def add_product(request: web.Request) -> web.Response:
         )
         for o in body.offers
     ]
-    product = SimProduct(body.product_id, kinguin_id, body.name, body.platform, offers)
+    product = SimProduct(body.product_id, kinguin_id, body.name, offers=offers)
+    body.apply_to(product, every=True)
     state.add_product(product)
     return json_response({"productId": product.product_id, "kinguinId": kinguin_id}, 201)
 

@@ -149,8 +149,8 @@ def render_product(product: SimProduct, updated_at: datetime) -> dict[str, Any]:
             "textQty": o.text_qty,
             "availableTextQty": o.text_qty,
             "merchantName": o.merchant_name,
-            "isPreorder": False,
-            "releaseDate": "2020-01-01",
+            "isPreorder": product.is_preorder,
+            "releaseDate": product.release_date,
             "wholesale": {
                 "enabled": o.wholesale,
                 "tiers": (
@@ -169,19 +169,30 @@ def render_product(product: SimProduct, updated_at: datetime) -> dict[str, Any]:
         "originalName": product.name,
         "platform": product.platform,
         "regionId": 3,
-        "regionalLimitations": "REGION FREE",
-        "countryLimitation": [],
+        "regionalLimitations": product.regional_limitations,
+        "countryLimitation": product.country_limitation,
         "price": cheapest_price,
         "qty": sum(o.qty for o in cheapest),
         "textQty": sum(o.text_qty for o in cheapest),
         "totalQty": sum(o.qty for o in product.offers),
         "cheapestOfferId": [o.offer_id for o in cheapest],
         "offersCount": len(in_stock),
-        "isPreorder": False,
-        "releaseDate": "2020-01-01",
+        "isPreorder": product.is_preorder,
+        "releaseDate": product.release_date,
         "updatedAt": updated_at.replace(microsecond=0).isoformat(),
         "offers": offers,
+        "images": _images(product),
     }
+
+
+def _images(product: SimProduct) -> Any:
+    """Kinguin's `images` object: the cover (its `url` and `thumbnail`), screenshots."""
+    if product.raw_images is not None:
+        return product.raw_images
+    cover = (
+        {"url": product.image_url, "thumbnail": product.image_url} if product.image_url else None
+    )
+    return {"cover": cover, "screenshots": []}
 
 
 def _discount(price: Decimal) -> Decimal:

@@ -5,10 +5,17 @@
     POST /sim/products/{productId} {"qty": 50, "price": 8.99}  # back, cheaper
     POST /sim/products/{productId} {"text_qty": 0, "notify": false}
     POST /sim/products/{productId} {"qty": 5, "updated_at": "2020-01-01T00:00:00+00:00"}
-    GET  /sim/products/{productId}   # offers, and how often GET /v2/products read it
+    POST /sim/products/{productId} {"is_preorder": true, "release_date": "2027-03-01",
+                                    "regional_limitations": "EUROPE",
+                                    "country_limitation": ["GB", "CH"]}
+    GET  /sim/products/{productId}   # offers, facts, how often GET /v2/products read it
 
 `qty` sets every offer's stock (keeping its text/image mix, as `/stock` does), `text_qty`
-every offer's text keys (at most its stock), `price` every offer's price (EUR). Unless
+every offer's text keys (at most its stock), `price` every offer's price (EUR). The facts
+(`platform`, `regional_limitations`, `country_limitation`, `image_url`, `is_preorder`,
+`release_date`, `raw_images`: sent as Kinguin's `images` instead of a cover built from
+`image_url`) replace the product's when given, null included, unchecked: a test can make
+Kinguin say something malformed (an http image, `["gb", "XYZ"]`, a date that is none). Unless
 `notify` is false, a `product.update` event then goes to the configured webhook URL with
 `X-Event-Name` and `X-Event-Secret`: `{kinguinId, productId, qty, textQty,
 cheapestOfferId, updatedAt}` counted over the cheapest offers in stock, plus `price` when
@@ -25,17 +32,36 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
 from bitloot.kinguin.models import dump_json, format_event_time, load_json
 from bitloot.sim.kinguin_catalog import SimProduct
 from bitloot.sim.kinguin_http import KINGUIN_SIM, KinguinSim, json_response
 
 
-class ProductChange(BaseModel):
-    """New stock and price of every offer (absent: unchanged), and the webhook to send."""
+class ProductFacts(BaseModel):
+    """What Kinguin says about the key, as the simulator will send it (unchecked)."""
 
     model_config = ConfigDict(extra="forbid")
+
+    platform: str | None = "Steam"
+    regional_limitations: str | None = "REGION FREE"
+    country_limitation: list[JsonValue] | None = Field(default_factory=list)
+    image_url: str | None = None
+    is_preorder: bool = False
+    release_date: str | None = None
+    raw_images: JsonValue = None
+
+    def apply_to(self, product: SimProduct, *, every: bool) -> None:
+        """Set the product's facts: every one, or (`every=False`) only those given."""
+        for name in ProductFacts.model_fields:
+            if every or name in self.model_fields_set:
+                setattr(product, name, getattr(self, name))
+
+
+class ProductChange(ProductFacts):
+    """New stock and price of every offer and new facts (absent: unchanged), and the
+    webhook to send."""
 
     qty: int | None = Field(default=None, ge=0)
     text_qty: int | None = Field(default=None, ge=0)
@@ -88,6 +114,7 @@ async def change_product(request: web.Request) -> web.Response:
             offer.text_qty = min(change.text_qty, offer.qty)
         if change.price is not None:
             offer.price = change.price
+    change.apply_to(product, every=False)
     answer: dict[str, Any] = {"product": _describe(product), "webhook": None}
     if change.notify:
         event = update_event(
@@ -110,6 +137,12 @@ def _describe(product: SimProduct) -> dict[str, Any]:
         "productId": product.product_id,
         "kinguinId": product.kinguin_id,
         "reads": product.reads,
+        "platform": product.platform,
+        "regionalLimitations": product.regional_limitations,
+        "countryLimitation": product.country_limitation,
+        "imageUrl": product.image_url,
+        "isPreorder": product.is_preorder,
+        "releaseDate": product.release_date,
         "offers": [
             {"offerId": o.offer_id, "price": o.price, "qty": o.qty, "textQty": o.text_qty}
             for o in product.offers

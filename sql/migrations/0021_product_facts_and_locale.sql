@@ -20,12 +20,13 @@ CREATE FUNCTION bitloot_country_codes_valid(codes text[]) RETURNS boolean
 COMMENT ON FUNCTION bitloot_country_codes_valid(text[]) IS
     'True when every element is a two-letter upper-case country code (ISO 3166-1 alpha-2).';
 
+-- image_url's length is its own test: PostgreSQL refuses a regex bound over 255 ({1,2000}).
 ALTER TABLE products
     ADD COLUMN platform             text CHECK (length(platform) BETWEEN 1 AND 100),
     ADD COLUMN regional_limitations text CHECK (length(regional_limitations) BETWEEN 1 AND 200),
     ADD COLUMN excluded_countries   text[] NOT NULL DEFAULT '{}'
         CHECK (bitloot_country_codes_valid(excluded_countries)),
-    ADD COLUMN image_url            text CHECK (image_url ~ '^https://[^\s"<>]{1,2000}$'),
+    ADD COLUMN image_url            text CHECK (image_url ~ '^https://[^\s"<>]+$' AND length(image_url) <= 2000),
     ADD COLUMN is_preorder          boolean NOT NULL DEFAULT false,
     ADD COLUMN release_date         date;
 
@@ -52,7 +53,7 @@ ALTER TABLE order_items
     ADD COLUMN regional_limitations text CHECK (length(regional_limitations) BETWEEN 1 AND 200),
     ADD COLUMN excluded_countries   text[] NOT NULL DEFAULT '{}'
         CHECK (bitloot_country_codes_valid(excluded_countries)),
-    ADD COLUMN image_url            text CHECK (image_url ~ '^https://[^\s"<>]{1,2000}$'),
+    ADD COLUMN image_url            text CHECK (image_url ~ '^https://[^\s"<>]+$' AND length(image_url) <= 2000),
     ADD COLUMN is_preorder          boolean NOT NULL DEFAULT false,
     ADD COLUMN release_date         date;
 

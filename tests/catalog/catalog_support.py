@@ -4,6 +4,7 @@ controls, and small HTTP and SQL helpers."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +12,10 @@ import aiohttp
 import psycopg
 from harness import Served
 
+from bitloot.catalog import tasks
+from bitloot.config import Settings
 from bitloot.kinguin.models import dump_json, load_json
+from bitloot.resources import install, open_resources
 from bitloot.sim.kinguin_catalog import MIXED_PRODUCT_ID, TEXT_PRODUCT_ID
 
 Conn = psycopg.AsyncConnection[Any]
@@ -71,3 +75,14 @@ async def one_row(conn: Conn, sql: str, *params: Any) -> tuple[Any, ...]:
     row = await cur.fetchone()
     assert row is not None
     return tuple(row)
+
+
+async def refresh(make_settings: Callable[..., Settings]) -> dict[str, int]:
+    """Run the refresh job as a worker would: its resources installed, the task called."""
+    async with AsyncExitStack() as stack:
+        install(await open_resources(make_settings(), stack, kinguin=True))
+        try:
+            result: dict[str, int] = await tasks.refresh_catalog(timestamp=0)
+        finally:
+            install(None)
+    return result

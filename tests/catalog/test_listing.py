@@ -7,29 +7,15 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
-from contextlib import AsyncExitStack
 from pathlib import Path
 
 import aiohttp
-from catalog_support import MIXED, RETIRED, TEXT, Conn, KinguinSim, one_row
+from catalog_support import MIXED, RETIRED, TEXT, Conn, KinguinSim, one_row, refresh
 from harness import Served
 
-from bitloot.catalog import tasks
 from bitloot.config import Settings
 from bitloot.queue import queue_app
-from bitloot.resources import install, open_resources
 from bitloot.sim.kinguin_catalog import SOLD_OUT_PRODUCT_ID
-
-
-async def refresh(make_settings: Callable[..., Settings]) -> dict[str, int]:
-    """Run the refresh job as a worker would: its resources installed, the task called."""
-    async with AsyncExitStack() as stack:
-        install(await open_resources(make_settings(), stack, kinguin=True))
-        try:
-            result: dict[str, int] = await tasks.refresh_catalog(timestamp=0)
-        finally:
-            install(None)
-    return result
 
 
 async def test_the_periodic_refresh_reads_every_active_product(
@@ -67,12 +53,16 @@ async def test_get_products_lists_the_active_catalog_and_no_cost(
     # mixed one only above its max_cost (15.00); nothing known of the third.
     await conn.execute(
         "UPDATE products SET kinguin_price = 9.49, kinguin_qty = 500, kinguin_text_qty = 500,"
-        " checked_at = now() WHERE product_id = %s",
+        " checked_at = now(), platform = 'Steam', regional_limitations = 'REGION FREE',"
+        " image_url = 'https://img.example/stardew.jpg', release_date = '2016-02-26'"
+        " WHERE product_id = %s",
         (TEXT,),
     )
     await conn.execute(
         "UPDATE products SET kinguin_price = 15.37, kinguin_qty = 3, kinguin_text_qty = 0,"
-        " checked_at = now() WHERE product_id = %s",
+        " checked_at = now(), platform = 'GOG COM', regional_limitations = 'EUROPE',"
+        " excluded_countries = '{CH,GB}', is_preorder = true, release_date = '2027-03-01'"
+        " WHERE product_id = %s",
         (MIXED,),
     )
     await conn.execute(
@@ -93,6 +83,12 @@ async def test_get_products_lists_the_active_catalog_and_no_cost(
                 "currency": "eur",
                 "availability": "unknown",
                 "available": False,
+                "platform": None,  # Kinguin not read yet
+                "regionalLimitations": None,
+                "excludedCountries": [],
+                "imageUrl": None,
+                "isPreorder": False,
+                "releaseDate": None,
             },
             {
                 "productId": MIXED,
@@ -101,6 +97,12 @@ async def test_get_products_lists_the_active_catalog_and_no_cost(
                 "currency": "eur",
                 "availability": "out_of_stock",
                 "available": False,
+                "platform": "GOG COM",
+                "regionalLimitations": "EUROPE",
+                "excludedCountries": ["CH", "GB"],
+                "imageUrl": None,
+                "isPreorder": True,
+                "releaseDate": "2027-03-01",
             },
             {
                 "productId": TEXT,
@@ -109,6 +111,12 @@ async def test_get_products_lists_the_active_catalog_and_no_cost(
                 "currency": "eur",
                 "availability": "in_stock",
                 "available": True,
+                "platform": "Steam",
+                "regionalLimitations": "REGION FREE",
+                "excludedCountries": [],
+                "imageUrl": "https://img.example/stardew.jpg",
+                "isPreorder": False,
+                "releaseDate": "2016-02-26",
             },
         ]
     }
@@ -138,17 +146,18 @@ async def test_products_list_shows_kinguin_price_stock_and_check_time(
         " checked_at = '2026-03-01T12:00:00Z' WHERE product_id = ANY(%s)",
         ([TEXT, MIXED],),
     )
+    await conn.execute("UPDATE products SET platform = 'GOG COM' WHERE product_id = %s", (MIXED,))
     result = bitloot("products", "list", db_url=db_url, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     lines = dict(line.split("  ", 1) for line in result.stdout.strip().splitlines())
     assert lines == {
         # text_only: only the text keys count as stock
-        TEXT: "Stardew Valley  14.99 eur  max cost 12.00 eur  kinguin 12.90 eur  stock 150"
-        "  checked 2026-03-01T12:00:00+00:00  active",
-        MIXED: "Cyberpunk 2077  19.99 eur  max cost 15.00 eur  kinguin 12.90 eur  stock 300"
-        "  checked 2026-03-01T12:00:00+00:00  active",
-        RETIRED: "Old game  4.99 eur  max cost 4.00 eur  kinguin -  stock -  checked never"
-        "  inactive",
+        TEXT: "Stardew Valley  14.99 eur  max cost 12.00 eur  platform -  kinguin 12.90 eur"
+        "  stock 150  checked 2026-03-01T12:00:00+00:00  active",
+        MIXED: "Cyberpunk 2077  19.99 eur  max cost 15.00 eur  platform GOG COM"
+        "  kinguin 12.90 eur  stock 300  checked 2026-03-01T12:00:00+00:00  active",
+        RETIRED: "Old game  4.99 eur  max cost 4.00 eur  platform -  kinguin -  stock -"
+        "  checked never  inactive",
     }
     row = await one_row(conn, "SELECT count(*) FROM products")
     assert row == (3,)

@@ -147,8 +147,8 @@ def paid_order(conn: Conn) -> PaidOrder:
         assert row is not None
         order_id: uuid.UUID = row[0]
         await conn.execute(
-            "INSERT INTO order_items (order_id, product_id, qty, unit_price, max_cost)"
-            " VALUES (%s, %s, %s, 19.99, %s)",
+            "INSERT INTO order_items (order_id, product_id, qty, unit_price, max_cost, name)"
+            " VALUES (%s, %s, %s, 19.99, %s, 'Sim game')",
             (order_id, product_id, qty, max_cost),
         )
         await conn.execute("UPDATE orders SET status = 'waiting' WHERE id = %s", (order_id,))

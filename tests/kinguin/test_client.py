@@ -46,7 +46,9 @@ from bitloot.kinguin.models import (
 from bitloot.processes import free_port
 from bitloot.sim.kinguin import DeliveryPlan, create_kinguin_sim
 from bitloot.sim.kinguin_catalog import (
+    CHEAP_PRODUCT_ID,
     IMAGE_PRODUCT_ID,
+    IMAGES,
     MIXED_PRODUCT_ID,
     SOLD_OUT_PRODUCT_ID,
     TEXT_PRODUCT_ID,
@@ -150,6 +152,37 @@ async def test_get_product_parses_offers(harness: Harness) -> None:
     assert product.product_id == TEXT_PRODUCT_ID and product.price == Decimal("9.49")
     assert product.cheapest_offer_id == [product.offers[0].offer_id]
     assert product.offers[0].wholesale is not None
+
+
+async def test_get_product_parses_what_the_customer_is_told_about_the_key(
+    harness: Harness,
+) -> None:
+    await harness.control(
+        "POST",
+        "/products",
+        {
+            "product_id": "5f00000000000000000000aa",
+            "name": "Upcoming Game Steam CD Key",
+            "offers": [{"price": "39.99", "qty": 10}],
+            "regional_limitations": "EUROPE",
+            "country_limitation": ["gb", "CH", "Nowhere"],
+            "image_url": "https://cdn.example/upcoming.jpg",
+            "is_preorder": True,
+            "release_date": "2027-03-01",
+        },
+    )
+    async with harness.client() as kinguin:
+        mixed = await kinguin.get_product(MIXED_PRODUCT_ID)
+        upcoming = await kinguin.get_product("5f00000000000000000000aa")
+        bundle = await kinguin.get_product(CHEAP_PRODUCT_ID)
+    assert (mixed.platform, mixed.regional_limitations) == ("GOG COM", "EUROPE")
+    assert mixed.country_limitation == ["CH", "GB", "NO"]
+    assert mixed.cover_url == f"{IMAGES}/cyberpunk-2077.jpg"
+    assert (mixed.is_preorder, mixed.release_date) == (False, "2020-12-10")
+    assert (upcoming.platform, upcoming.country_limitation) == ("Steam", ["GB", "CH"])
+    assert (upcoming.is_preorder, upcoming.release_date) == (True, "2027-03-01")
+    assert upcoming.cover_url == "https://cdn.example/upcoming.jpg"
+    assert bundle.cover_url == f"{IMAGES}/indie-bundle_thumb.jpg"  # only a thumbnail
 
 
 async def test_place_get_and_find_order(harness: Harness) -> None:

@@ -327,6 +327,7 @@ async def test_a_replay_gets_a_token_only_while_the_order_awaits_payment(
         "status": "paid",
         "totalAmount": "14.99",
         "currency": "eur",
+        "locale": "en",
         "invoiceUrl": None,
         "accessToken": None,
     }

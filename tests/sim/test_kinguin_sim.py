@@ -23,6 +23,7 @@ from bitloot.sim.kinguin import DeliveryPlan, create_kinguin_sim
 from bitloot.sim.kinguin_catalog import (
     CHEAP_PRODUCT_ID,
     IMAGE_PRODUCT_ID,
+    IMAGES,
     MIXED_PRODUCT_ID,
     SOLD_OUT_PRODUCT_ID,
     TEXT_PRODUCT_ID,
@@ -260,6 +261,68 @@ async def test_product_lookup_by_both_ids(sim: Sim) -> None:
     assert v2.body["price"] == Decimal("9.49") and v2.body["offers"][0]["wholesale"]
     sold_out = await sim.api("GET", f"/v2/products/{SOLD_OUT_PRODUCT_ID}")
     assert (sold_out.status, sold_out.body["kind"]) == (404, "ProductUnavailable")
+
+
+async def test_seeded_products_say_different_things_about_their_keys(sim: Sim) -> None:
+    facts = ("platform", "regionalLimitations", "countryLimitation", "isPreorder", "releaseDate")
+    seen = {}
+    for product_id in (TEXT_PRODUCT_ID, MIXED_PRODUCT_ID, IMAGE_PRODUCT_ID, CHEAP_PRODUCT_ID):
+        body = (await sim.api("GET", f"/v2/products/{product_id}")).body
+        seen[product_id] = (*(body[name] for name in facts), body["images"])
+    assert seen[TEXT_PRODUCT_ID][:5] == ("Steam", "REGION FREE", [], False, "2016-02-26")
+    assert seen[TEXT_PRODUCT_ID][5]["cover"]["url"] == f"{IMAGES}/stardew-valley.jpg"
+    assert seen[MIXED_PRODUCT_ID][:5] == (
+        "GOG COM",
+        "EUROPE",
+        ["CH", "GB", "NO"],
+        False,
+        "2020-12-10",
+    )
+    assert seen[IMAGE_PRODUCT_ID] == (
+        "Other",
+        "REGION FREE",
+        [],
+        False,
+        None,
+        {"cover": None, "screenshots": []},
+    )
+    assert seen[CHEAP_PRODUCT_ID][5] == {"cover": {"thumbnail": f"{IMAGES}/indie-bundle_thumb.jpg"}}
+
+
+async def test_control_api_makes_a_region_locked_pre_order(sim: Sim) -> None:
+    new = {
+        "product_id": "5f00000000000000000000ab",
+        "name": "Upcoming Game Epic Key",
+        "platform": "Epic Games",
+        "regional_limitations": "EUROPE",
+        "country_limitation": ["GB", "CH"],
+        "is_preorder": True,
+        "release_date": "2027-03-01",
+        "image_url": "https://cdn.example/upcoming.jpg",
+        "offers": [{"price": "49.99", "qty": 20}],
+    }
+    await sim.control("POST", "/products", new)
+    body = (await sim.api("GET", "/v2/products/5f00000000000000000000ab")).body
+    assert (body["platform"], body["regionalLimitations"], body["countryLimitation"]) == (
+        "Epic Games",
+        "EUROPE",
+        ["GB", "CH"],
+    )
+    assert (body["isPreorder"], body["releaseDate"]) == (True, "2027-03-01")
+    assert body["offers"][0]["isPreorder"] is True
+    assert body["images"]["cover"]["url"] == "https://cdn.example/upcoming.jpg"
+
+    # Changing some facts keeps the others; malformed ones are sent as given.
+    changed = {"notify": False, "is_preorder": False, "country_limitation": ["gb", "XYZ"]}
+    await sim.control("POST", "/products/5f00000000000000000000ab", changed)
+    body = (await sim.api("GET", "/v2/products/5f00000000000000000000ab")).body
+    assert (body["isPreorder"], body["countryLimitation"]) == (False, ["gb", "XYZ"])
+    assert (body["platform"], body["releaseDate"]) == ("Epic Games", "2027-03-01")
+
+    await sim.control("POST", f"/products/{TEXT_PRODUCT_ID}", {"notify": False, "platform": None})
+    await sim.control("POST", "/reset")
+    body = (await sim.api("GET", f"/v2/products/{TEXT_PRODUCT_ID}")).body
+    assert body["platform"] == "Steam"  # the seed again
 
 
 async def test_search_by_external_id_and_paging_limits(sim: Sim) -> None:
