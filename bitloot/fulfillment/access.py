@@ -12,12 +12,13 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 import psycopg
 from psycopg.rows import class_row, dict_row
 
+from bitloot import i18n
 from bitloot.auth.tokens import Principal
 from bitloot.db.queries import QuerySet
 from bitloot.fulfillment.models import (
@@ -25,7 +26,9 @@ from bitloot.fulfillment.models import (
     FulfillmentStatusOut,
     KeyLinkOut,
     KeyStatusOut,
+    OrderItemOut,
 )
+from bitloot.i18n.products import ProductFacts, describe
 from bitloot.orders.service import Access
 from bitloot.storage.base import ObjectStorage
 from bitloot.text import printable_text
@@ -99,6 +102,7 @@ class Requester:
 @dataclass(frozen=True)
 class _KeyRow:
     key_id: str
+    product_id: str | None
     object_key: str
     content_type: str
     wrapped_data_key: bytes
@@ -113,20 +117,56 @@ def _params(order_id: uuid.UUID, access: Access) -> dict[str, Any]:
 
 
 async def fulfillment_status(
-    conn: Conn, order_id: uuid.UUID, access: Access
+    conn: Conn, order_id: uuid.UUID, access: Access, lang: str | None = None
 ) -> FulfillmentStatusOut | None:
-    """The order's statuses and its keys' statuses; None when missing or not visible."""
+    """The order's statuses, what was bought (in `lang` if we speak it, else the order's
+    language) and its keys' statuses; None when missing or not visible."""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(Q["fulfillment_status"], _params(order_id, access))
         row = await cur.fetchone()
     if row is None:
         return None
+    order_locale = i18n.supported(row["locale"]) or i18n.DEFAULT_LOCALE
+    locale = i18n.supported(lang) or order_locale
     return FulfillmentStatusOut(
         orderId=row["id"],
         orderStatus=row["status"],
         fulfillmentStatus=row["fulfillment_status"],
+        locale=order_locale,
+        items=[_item(facts, locale) for facts in row["items"]],
         keys=[KeyStatusOut.model_validate(k) for k in row["keys"]],
         updatedAt=row["updated_at"],
+    )
+
+
+def _item(row: dict[str, Any], locale: str) -> OrderItemOut:
+    """One order line (as json_build_object wrote it) in words, in `locale`."""
+    release = row["release_date"]
+    view = describe(
+        ProductFacts(
+            product_id=row["product_id"],
+            name=row["name"],
+            qty=row["qty"],
+            platform=row["platform"],
+            regional_limitations=row["regional_limitations"],
+            excluded_countries=tuple(row["excluded_countries"] or ()),
+            is_preorder=row["is_preorder"],
+            release_date=date.fromisoformat(release) if release else None,
+        ),
+        locale,
+    )
+    return OrderItemOut(
+        productId=view.product_id,
+        name=view.name,
+        qty=view.qty,
+        platform=view.platform,
+        platformCode=view.platform_code,
+        region=view.region,
+        excluded=view.excluded,
+        steps=view.steps,
+        redeemUrl=view.redeem_url,
+        redeemLabel=view.redeem_label,
+        preorder=view.preorder,
     )
 
 
@@ -213,6 +253,7 @@ async def _link(
     )
     return KeyLinkOut(
         keyId=key.key_id,
+        productId=key.product_id,
         contentType=key.content_type,
         signedUrl=await storage.signed_get_url(key.object_key, ttl),
         dataKey=data_key.to_base64(),

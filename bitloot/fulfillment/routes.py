@@ -17,6 +17,7 @@ from bitloot.fulfillment.models import (
     DownloadLinkQuery,
     DownloadLinksOut,
     FulfillmentStatusOut,
+    FulfillmentStatusQuery,
 )
 from bitloot.orders.service import Access
 from bitloot.text import is_storable
@@ -40,16 +41,24 @@ MAX_KEY_ID = 200
     tag="fulfillment",
     security="bearer",
     params=(ORDER_ID,),
-    ok=Ok(200, "Statuses only: never a key, a link or a data key.", FulfillmentStatusOut),
+    query=FulfillmentStatusQuery,
+    ok=Ok(
+        200,
+        "Statuses and what was bought, in words: never a key, a link, a data key or a price.",
+        FulfillmentStatusOut,
+    ),
     problems={404: NO_ORDER},
 )
 async def fulfillment_status(request: web.Request) -> web.Response:
-    """The order's statuses and each key's status; reveals and records nothing."""
+    """The order's statuses, its items in words and each key's status; reveals and records
+    nothing."""
     ctx = resources(request)
     principal = authenticated(request)
     order_id = parse_order_id(request)
+    # Lenient: a language we do not speak (or garbage) gives the order's own language.
+    lang = request.query.get("lang")
     async with ctx.pool.connection() as conn:
-        status = await access.fulfillment_status(conn, order_id, Access.of(principal))
+        status = await access.fulfillment_status(conn, order_id, Access.of(principal), lang)
     if status is None:
         raise NotFound("No such order.")
     return web.json_response(status.model_dump(mode="json"), headers=NO_STORE)

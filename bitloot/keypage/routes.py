@@ -5,6 +5,11 @@ the path and the order token from the URL fragment (never sent to a server). Ser
 reads no database and changes nothing, so a mail scanner that prefetches the link reveals
 and consumes nothing; only the Reveal button (download-link) is logged.
 
+It is rendered once per language (`templates/keypage.html.j2`) and kept: `?lang=` (the
+emailed link carries the order's language) if we speak it, else the browser's
+Accept-Language. Everything the script says is in the page, translated (a JSON data block);
+what was bought comes, in the page's language, from `GET /fulfillment/{id}/status?lang=`.
+
 A malformed order id does not match the route, so it gets the API's 404: every emailed
 link carries a real UUID, and the page then never has to handle garbage in its path.
 """
@@ -18,11 +23,13 @@ from functools import cache
 from importlib import resources
 from urllib.parse import urlsplit
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
+from bitloot import i18n
 from bitloot.config import Settings
+from bitloot.i18n import templates
 from bitloot.web.app import SETTINGS
-from bitloot.web.contract import Ok, operation
+from bitloot.web.contract import Ok, Param, operation
 from bitloot.web.ids import ORDER_ID
 
 routes = web.RouteTableDef()
@@ -52,7 +59,6 @@ class _Asset:
 
 @dataclass(frozen=True)
 class _Assets:
-    html: bytes
     script: _Asset
     style: _Asset
 
@@ -71,17 +77,32 @@ def _asset(name: str, content_type: str) -> _Asset:
 
 @cache
 def _assets() -> _Assets:
-    """The page and its assets, read from the package once; the page links each asset by
+    """The script and the style sheet, read from the package once; the page links each by
     its content hash, so browsers may cache them for a year."""
-    script = _asset("keypage.js", "text/javascript")
-    style = _asset("keypage.css", "text/css")
-    html = _read("keypage.html")
-    for path, asset in ((SCRIPT_PATH, script), (STYLE_PATH, style)):
-        quoted = f'"{path}"'.encode()
-        if quoted not in html:
-            raise RuntimeError(f"keypage.html does not reference {path}")
-        html = html.replace(quoted, f'"{path}?v={asset.version}"'.encode())
-    return _Assets(html=html, script=script, style=style)
+    return _Assets(
+        script=_asset("keypage.js", "text/javascript"),
+        style=_asset("keypage.css", "text/css"),
+    )
+
+
+@cache
+def page(locale: str) -> bytes:
+    """The page in `locale`, rendered once (it is the same for every order)."""
+    assets = _assets()
+    html = templates.render(
+        "bitloot.keypage",
+        "keypage.html.j2",
+        locale,
+        script_url=f"{SCRIPT_PATH}?v={assets.script.version}",
+        style_url=f"{STYLE_PATH}?v={assets.style.version}",
+        languages=[(code, i18n.language_name(code)) for code in i18n.LOCALES],
+    )
+    return html.encode()
+
+
+def page_locale(lang: str | None, accept_language: str | None) -> str:
+    """The page's language: `?lang=` if we speak it, else the best for Accept-Language."""
+    return i18n.supported(lang) or i18n.negotiate(accept_language)
 
 
 def _origin(url: str | None) -> str | None:
@@ -154,27 +175,45 @@ def page_headers(settings: Settings) -> dict[str, str]:
     }
 
 
+LANG = Param(
+    "lang",
+    "query",
+    {"type": "string"},
+    "The page's language (a language tag: `de`, `es-MX`); one we do not speak, or none: "
+    "the best for Accept-Language, else English. Emailed links carry the order's language.",
+)
+
+
 @routes.get(PAGE_PATH)  # HEAD too (aiohttp adds it to every GET route)
 @operation(
     "The key page (HTML)",
     tag="key page",
     security="none",
-    params=(ORDER_ID,),
+    params=(ORDER_ID, LANG),
     ok=Ok(
         200,
         "The page; its script reads the order token from the URL fragment.",
         media_type="text/html",
         schema={"type": "string"},
+        headers={"Content-Language": "The page's language (en, de or es)."},
     ),
     problems={404: "The path does not hold a UUID."},
 )
 async def key_page(request: web.Request) -> web.Response:
-    """The key page; it reveals nothing by itself and touches no database."""
+    """The key page in the customer's language; it reveals nothing by itself and touches
+    no database."""
+    locale = page_locale(request.query.get("lang"), request.headers.get(hdrs.ACCEPT_LANGUAGE))
     return web.Response(
-        body=_assets().html,
+        body=page(locale),
         content_type="text/html",
         charset="utf-8",
-        headers=page_headers(request.app[SETTINGS]),
+        headers={
+            **page_headers(request.app[SETTINGS]),
+            "Content-Language": locale,
+            # The language may come from Accept-Language: a shared cache must key on it
+            # (none may keep the page anyway: Cache-Control is no-store).
+            "Vary": "Accept-Language",
+        },
     )
 
 

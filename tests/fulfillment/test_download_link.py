@@ -136,12 +136,20 @@ async def test_status_reveals_and_records_nothing(shop: Shop) -> None:
     for _ in range(3):
         reply = await shop.get(path, order.token)
         assert reply.status == 200
-    assert set(reply.body) == {"orderId", "orderStatus", "fulfillmentStatus", "keys", "updatedAt"}
+    assert set(reply.body) == {
+        "orderId",
+        "orderStatus",
+        "fulfillmentStatus",
+        "locale",
+        "items",
+        "keys",
+        "updatedAt",
+    }
     assert (reply.body["orderStatus"], reply.body["fulfillmentStatus"]) == (
         "fulfilled",
         "fulfilled",
     )
-    assert [set(k) for k in reply.body["keys"]] == [{"keyId", "status"}] * 2
+    assert [set(k) for k in reply.body["keys"]] == [{"keyId", "status", "productId"}] * 2
     assert {k["status"] for k in reply.body["keys"]} == {"stored"}
     assert await shop.scalar("SELECT count(*) FROM key_access_events") == 0
     assert await shop.scalar("SELECT count(*) FROM key_delivery_logs WHERE status = 'stored'") == 2

@@ -9,11 +9,13 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
 import aiohttp
 import psycopg
+from harness import COVERING_PAYMENT
 
 from bitloot.fulfillment.service import run_fulfillment
 from bitloot.resources import Resources, open_resources
@@ -136,3 +138,108 @@ async def access_events(conn: Conn, order_id: uuid.UUID) -> dict[str, int]:
         (order_id,),
     )
     return {row[0]: int(row[1]) for row in await cur.fetchall()}
+
+
+# --- orders in a given state, written directly in SQL (the state machines allow each path) --
+
+# What the customer was shown when ordering (order_items' snapshot), per product.
+FACTS: dict[str, dict[str, Any]] = {
+    TEXT_PRODUCT_ID: {
+        "name": "Stardew Valley",
+        "platform": "Steam",
+        "regional_limitations": "EUROPE",
+        "excluded_countries": ["CH", "NO"],
+    },
+    IMAGE_PRODUCT_ID: {
+        "name": "Minecraft Gift Card",
+        "platform": "Xbox Series X|S",
+        "regional_limitations": "REGION FREE",
+        "excluded_countries": [],
+    },
+}
+PREORDER_RELEASE = date(2027, 3, 1)
+
+# Each order status the page tells apart, as the transitions that reach it from `created`.
+PATHS: dict[str, tuple[str, ...]] = {
+    "created": (),
+    "waiting": ("waiting",),
+    "confirming": ("waiting", "confirming"),
+    "paid": ("waiting", "paid"),
+    "underpaid": ("waiting", "underpaid"),
+    "refunded": ("waiting", "refunded"),
+    "expired": ("expired",),
+    "failed": ("failed",),
+}
+
+
+async def sql_order(
+    conn: Conn,
+    status: str,
+    *,
+    items: list[tuple[str, int]] | None = None,
+    locale: str = "en",
+    preorder: bool = False,
+    delivery_failed: bool = False,
+) -> uuid.UUID:
+    """An order of `items` ((productId, qty)) with FACTS as its snapshot, moved to `status`
+    through legal transitions (a covering payment before `paid`); `preorder` marks every
+    line a pre-order, `delivery_failed` fails its fulfillment (status must be `paid`).
+    `refunded-after-delivery`: fulfilled (without keys), then refunded."""
+    await seed_products(conn)
+    lines = items or [(TEXT_PRODUCT_ID, 1)]
+    cur = await conn.execute(
+        "INSERT INTO orders (email, currency, total_amount, locale)"
+        " VALUES ('ada@example.com', 'eur', 14.99, %s) RETURNING id",
+        (locale,),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    order_id: uuid.UUID = row[0]
+    for product_id, qty in lines:
+        facts = FACTS[product_id]
+        await conn.execute(
+            "INSERT INTO order_items (order_id, product_id, qty, unit_price, max_cost, name,"
+            " platform, regional_limitations, excluded_countries, is_preorder, release_date)"
+            " SELECT %s, product_id, %s, price, max_cost, %s, %s, %s, %s, %s, %s"
+            " FROM products WHERE product_id = %s",
+            (
+                order_id,
+                qty,
+                facts["name"],
+                facts["platform"],
+                facts["regional_limitations"],
+                facts["excluded_countries"],
+                preorder,
+                PREORDER_RELEASE if preorder else None,
+                product_id,
+            ),
+        )
+    delivered = status == "refunded-after-delivery"
+    for step in PATHS["paid" if delivered else status]:
+        if step == "paid":
+            await conn.execute(COVERING_PAYMENT, (order_id,))
+        await conn.execute("UPDATE orders SET status = %s WHERE id = %s", (step, order_id))
+    if delivered:
+        for fulfillment, order in (("processing", "paid"), ("fulfilled", "fulfilled")):
+            await conn.execute(
+                "UPDATE orders SET fulfillment_status = %s, status = %s WHERE id = %s",
+                (fulfillment, order, order_id),
+            )
+        await conn.execute("UPDATE orders SET status = 'refunded' WHERE id = %s", (order_id,))
+    if delivery_failed:
+        assert status == "paid"
+        await conn.execute(
+            "UPDATE orders SET fulfillment_status = 'failed' WHERE id = %s", (order_id,)
+        )
+    return order_id
+
+
+async def sql_fulfilled_order(
+    api: Any, sim: Any, conn: Conn, items: list[tuple[str, int]], locale: str = "en"
+) -> uuid.UUID:
+    """An order written in SQL, paid, and fulfilled by the worker's pipeline (real keys from
+    the Kinguin simulator)."""
+    order_id = await sql_order(conn, "paid", items=items, locale=locale)
+    async with worker_runtime(api.app, sim.url) as rt:
+        await fulfill(rt, conn, order_id)
+    return order_id

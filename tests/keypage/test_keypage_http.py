@@ -3,6 +3,7 @@ change nothing at all (mail scanners prefetch links)."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from html.parser import HTMLParser
 from typing import Any
@@ -15,6 +16,7 @@ from waiting import wait_until
 
 from bitloot.auth.order_tokens import mint_order_token
 from bitloot.config import load_settings
+from bitloot.i18n import gettext
 from bitloot.keypage.routes import content_security_policy, storage_origins
 from bitloot.sim.kinguin_catalog import TEXT_PRODUCT_ID
 from bitloot.web.context import RESOURCES
@@ -30,26 +32,38 @@ def expected_csp(connect: str) -> str:
 
 
 class Markup(HTMLParser):
-    """Every start tag with its attributes, and the text inside <script> and <style>."""
+    """Every start tag with its attributes, the text inside <script> and <style> (code),
+    and the JSON data blocks (`<script type="application/json">`: data the browser never
+    runs, so no CSP applies to them)."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.tags: list[tuple[str, dict[str, str | None]]] = []
         self.inline_code: list[str] = []
+        self.data_blocks: dict[str, str] = {}
         self._open: str | None = None
+        self._data_id: str | None = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tags.append((tag, dict(attrs)))
+        found = dict(attrs)
+        self.tags.append((tag, found))
         self._open = tag if tag in ("script", "style") else None
+        self._data_id = None
+        if tag == "script" and found.get("type") == "application/json":
+            self._data_id = found.get("id") or ""
+            self._open = None
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.tags.append((tag, dict(attrs)))
 
     def handle_endtag(self, tag: str) -> None:
         self._open = None
+        self._data_id = None
 
     def handle_data(self, data: str) -> None:
-        if self._open and data.strip():
+        if self._data_id is not None:
+            self.data_blocks[self._data_id] = self.data_blocks.get(self._data_id, "") + data
+        elif self._open and data.strip():
             self.inline_code.append(f"<{self._open}>{data.strip()[:40]}")
 
 
@@ -139,7 +153,15 @@ async def test_page_headers_markup_and_no_side_effects(api: Any, sim: Any, conn:
         markup = Markup()
         markup.feed(html)
         assert markup.inline_code == []
-        scripts = [attrs for tag, attrs in markup.tags if tag == "script"]
+        # The script's words, translated on the server: data, not code.
+        assert list(markup.data_blocks) == ["messages"]
+        messages = json.loads(markup.data_blocks["messages"])
+        assert messages["waiting"].startswith("Waiting for your payment")
+        scripts = [
+            attrs
+            for tag, attrs in markup.tags
+            if tag == "script" and attrs.get("type") != "application/json"
+        ]
         assert len(scripts) == 1
         assert scripts[0]["src"] is not None
         assert scripts[0]["src"].startswith("/static/keypage.js?v=")
@@ -149,8 +171,14 @@ async def test_page_headers_markup_and_no_side_effects(api: Any, sim: Any, conn:
             assert not [a for a in attrs if a.startswith("on")], (tag, attrs)
             for name in ("src", "href"):
                 value = attrs.get(name)
-                # Only this server's own files (and the empty data: favicon).
-                assert value is None or value.startswith("/") or value == "data:,", value
+                # Only this server's own files (and the empty data: favicon), and the
+                # language switch: this page in another language.
+                assert (
+                    value is None
+                    or value.startswith("/")
+                    or value == "data:,"
+                    or value in ("?lang=en", "?lang=de", "?lang=es")
+                ), value
         buttons = {a.get("id"): a for tag, a in markup.tags if tag == "button"}
         assert buttons["reveal"]["type"] == "button"
         assert "disabled" in buttons["reveal"]  # until the status says fulfilled
@@ -223,3 +251,51 @@ def test_connect_src_names_the_object_store(env: dict[str, str], connect: str) -
     settings = load_settings(**env)
     assert content_security_policy(settings) == expected_csp(connect)
     assert all(";" not in o and " " not in o for o in storage_origins(settings))
+
+
+@pytest.mark.parametrize(
+    ("query", "accept_language", "locale"),
+    [
+        ("", None, "en"),
+        ("", "de-AT,de;q=0.9,en;q=0.5", "de"),
+        ("", "fr-FR, es;q=0.8", "es"),
+        ("?lang=de", "es", "de"),  # the emailed link's language wins over the browser's
+        ("?lang=es-MX", None, "es"),
+        ("?lang=fr", "de", "de"),  # one we do not speak: the browser's
+        ("?lang=%00%FF", None, "en"),
+        ("?lang=" + "x" * 300, None, "en"),
+    ],
+)
+async def test_the_page_is_in_the_customers_language(
+    api: Any, query: str, accept_language: str | None, locale: str
+) -> None:
+    headers = {"Accept-Language": accept_language} if accept_language else {}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{api.url}/orders/{uuid.uuid4()}/key{query}", headers=headers) as r,
+    ):
+        assert r.status == 200
+        html = await r.text()
+        assert r.headers["Content-Language"] == locale
+        assert r.headers["Vary"] == "Accept-Language"
+        # Every security header, whatever the language.
+        assert r.headers["Content-Security-Policy"] == expected_csp(f"'self' {api.url}")
+        assert r.headers["Cache-Control"] == "no-store"
+        assert r.headers["X-Frame-Options"] == "DENY"
+        assert r.headers["Referrer-Policy"] == "no-referrer"
+    markup = Markup()
+    markup.feed(html)
+    assert any(tag == "html" and a.get("lang") == locale for tag, a in markup.tags)
+    messages = json.loads(markup.data_blocks["messages"])
+    refunded = "This order was refunded, so its keys are no longer available."
+    assert messages["refunded"] == gettext(locale, refunded)
+    # Plurals as [one, other], each with its number.
+    assert len(messages["retryingIn"]) == 2 and all("{n}" in f for f in messages["retryingIn"])
+    # The language switch: a link per language, the current one marked.
+    switch = [
+        a for tag, a in markup.tags if tag == "a" and (a.get("href") or "").startswith("?lang=")
+    ]
+    assert [a["hreflang"] for a in switch] == ["en", "de", "es"]
+    assert [a["hreflang"] for a in switch if a.get("aria-current") == "page"] == [locale]
+    # The asset URLs carry their content hash in every language.
+    assert "/static/keypage.js?v=" in html and "/static/keypage.css?v=" in html

@@ -9,6 +9,12 @@
 // A link that no longer works (expired, revoked, incomplete) offers a new one: the form
 // posts the address to POST /orders/recover, whose answer is the same whether or not the
 // address has orders, so the page says the same thing every time.
+//
+// Every word it shows is in the page, translated on the server (the JSON data block
+// #messages); what was bought (name, platform, where it works, how to activate it) comes
+// from the status, in the page's language (`?lang=`). The page loads nothing from another
+// host: no cover images (a request to an image host would tell it this customer opened
+// their keys); the platforms' redeem pages are plain links, opened only when clicked.
 "use strict";
 
 (() => {
@@ -22,6 +28,37 @@
   const TAG_BYTES = 16;
 
   const $ = (id) => document.getElementById(id);
+
+  // --- words: the page's translated messages --------------------------------------------
+
+  const LANG = document.documentElement.lang || "en";
+  const TEXT = (() => {
+    try {
+      return JSON.parse($("messages").textContent);
+    } catch (_) {
+      return {};
+    }
+  })();
+  const PLURAL = new Intl.PluralRules(LANG);
+
+  function fill(text, values) {
+    return String(text).replace(/\{(\w+)\}/g, (whole, name) =>
+      values && name in values ? String(values[name]) : whole,
+    );
+  }
+
+  // A message by id, its {placeholders} filled in.
+  function t(id, values) {
+    return fill(Object.hasOwn(TEXT, id) ? TEXT[id] : id, values);
+  }
+
+  // A plural message ([one, other]) for the number n, with {n} and the other values.
+  function tn(id, n, values) {
+    const forms = TEXT[id];
+    if (!Array.isArray(forms)) return t(id, { n, ...values });
+    return fill(PLURAL.select(n) === "one" ? forms[0] : forms[1], { n, ...values });
+  }
+
   const ui = {
     orderId: $("order-id"),
     status: $("status"),
@@ -30,6 +67,8 @@
     revealBox: $("reveal-box"),
     keysBox: $("keys-box"),
     keys: $("keys"),
+    itemsBox: $("items-box"),
+    items: $("items"),
     recoverBox: $("recover-box"),
     recoverForm: $("recover-form"),
     recoverEmail: $("recover-email"),
@@ -39,6 +78,8 @@
   };
 
   const blobUrls = [];
+  let itemsById = new Map();
+  let itemsShown = false;
   let token = null;
   let pollTimer = null;
   let pollDelay = POLL_FIRST_MS;
@@ -78,8 +119,15 @@
     document.body.dataset.state = state;
   }
 
+  // The order's status in words (waiting, confirming, buying, preorder, ready, underpaid,
+  // refunded, expired, failed, delivery-failed): for styling and for tests.
+  function setPhase(phase) {
+    document.body.dataset.phase = phase;
+  }
+
   function say(text) {
-    ui.status.textContent = text;
+    // The same words again would be announced again by some screen readers.
+    if (ui.status.textContent !== text) ui.status.textContent = text;
   }
 
   function showError(text) {
@@ -99,10 +147,6 @@
     ui.reveal.disabled = true;
     ui.revealBox.hidden = true; // nothing this link can reveal
     showError(text);
-  }
-
-  function plural(n, one, many) {
-    return `${n} ${n === 1 ? one : many}`;
   }
 
   // --- the API ---------------------------------------------------------------------------
@@ -130,23 +174,7 @@
     return Number.isFinite(fromBody) && fromBody >= 0 ? Math.ceil(fromBody) : null;
   }
 
-  const MESSAGES = {
-    401:
-      "This link is invalid or has expired. Enter your email address below and we will " +
-      "send you a new one.",
-    404: "We could not find this order. Check that you opened the whole link from your email.",
-    network: "We cannot reach BitLoot right now. Check your connection.",
-    server: "Something went wrong on our side. Please try again in a minute.",
-    insecure:
-      "Your browser cannot decrypt keys on this page (it needs a secure https:// connection " +
-      "and a current browser).",
-  };
-
   // --- a new link, by email ---------------------------------------------------------------
-
-  const RECOVER_DONE =
-    "Thank you. If this address has orders with us, an email with fresh links is on its " +
-    "way. It can take a few minutes; check your spam folder too.";
 
   function offerRecovery() {
     ui.recoverBox.hidden = false;
@@ -160,7 +188,13 @@
   async function postRecovery(email) {
     const response = await fetch("/orders/recover", {
       method: "POST",
-      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      // The page's language, for the email if the server honours it (the orders' own
+      // languages may win).
+      headers: {
+        "Content-Type": "application/json",
+        Accept: "application/json",
+        "Accept-Language": LANG,
+      },
       body: JSON.stringify({ email }),
       credentials: "omit",
       cache: "no-store",
@@ -189,7 +223,7 @@
     try {
       result = await postRecovery(email);
     } catch (_) {
-      showRecoverError(`${MESSAGES.network} Please try again.`);
+      showRecoverError(`${t("network")} ${t("tryAgain")}`);
       return;
     } finally {
       ui.recoverSend.disabled = false;
@@ -198,63 +232,127 @@
     switch (result.status) {
       case 202:
         ui.recoverForm.hidden = true;
-        ui.recoverDone.textContent = RECOVER_DONE;
+        ui.recoverDone.textContent = t("recoverDone");
         ui.recoverDone.hidden = false;
         ui.recoverDone.focus();
         return;
       case 422:
-        showRecoverError("Please enter a valid email address.");
+        showRecoverError(t("recoverInvalid"));
         ui.recoverEmail.focus();
         return;
       case 429: {
         const minutes = Math.max(Math.ceil((result.retryAfter ?? 600) / 60), 1);
-        showRecoverError(
-          `Too many requests from your network. Please try again in ${plural(minutes, "minute", "minutes")}.`,
-        );
+        showRecoverError(tn("recoverTooMany", minutes));
         return;
       }
       default:
-        showRecoverError(MESSAGES.server);
+        showRecoverError(t("server"));
     }
   }
 
   // --- order status, polled with backoff while the order is not fulfilled ---------------
 
+  // The order's status in words. `state` is the page's mode: waiting (still polling, Reveal
+  // disabled), ready, attention (someone at BitLoot acts next; still polling, since the
+  // order may yet be paid or delivered) or failed (final: nothing more will happen).
   function describe(status) {
     const order = status.orderStatus;
     const fulfillment = status.fulfillmentStatus;
     const keys = Array.isArray(status.keys) ? status.keys.length : 0;
+    const items = Array.isArray(status.items) ? status.items : [];
+    if (order === "refunded") return { state: "failed", phase: "refunded", text: t("refunded") };
     if (fulfillment === "fulfilled" || order === "fulfilled") {
-      const what = keys > 0 ? plural(keys, "key is", "keys are") : "your keys are";
-      return { state: "ready", text: `Your order is fulfilled: ${what} ready to reveal.` };
+      const text = keys > 0 ? tn("ready", keys) : t("readyNoCount");
+      return { state: "ready", phase: "ready", text };
     }
     if (fulfillment === "failed") {
-      return {
-        state: "failed",
-        text:
-          "We could not deliver this order yet. Our team has been told and will fix it or " +
-          "refund you; you can also contact support with the order number above.",
-      };
+      return { state: "attention", phase: "delivery-failed", text: t("deliveryFailed") };
     }
     switch (order) {
       case "created":
       case "waiting":
-        return { state: "waiting", text: "Waiting for your payment…" };
+        return { state: "waiting", phase: "waiting", text: t("waiting") };
       case "confirming":
-        return { state: "waiting", text: "Payment seen, waiting for the network to confirm it…" };
+        return { state: "waiting", phase: "confirming", text: t("confirming") };
       case "paid":
-        return { state: "waiting", text: "Payment received. Getting your keys, this takes a moment…" };
+        if (items.some((item) => item && item.preorder)) {
+          return { state: "waiting", phase: "preorder", text: t("preorder") };
+        }
+        return { state: "waiting", phase: "buying", text: t("buying") };
       case "underpaid":
-        return { state: "failed", text: "The payment was less than the order total. Please contact support." };
+        return { state: "attention", phase: "underpaid", text: t("underpaid") };
       case "expired":
-        return { state: "failed", text: "The payment window expired before a payment arrived." };
+        return { state: "failed", phase: "expired", text: t("expired") };
       case "failed":
-        return { state: "failed", text: "The payment failed, so no keys were bought." };
-      case "refunded":
-        return { state: "failed", text: "This order was refunded." };
+        return { state: "failed", phase: "failed", text: t("paymentFailed") };
       default:
-        return { state: "waiting", text: "Checking your order…" };
+        return { state: "waiting", phase: "checking", text: t("checking") };
     }
+  }
+
+  // --- what was bought: one card per order line --------------------------------------------
+
+  function productLabel(item) {
+    if (!item) return "";
+    if (!item.platform) return item.name;
+    return t("productLabel", { name: item.name, platform: item.platform });
+  }
+
+  function renderItem(item) {
+    const node = element("li", "item");
+    node.dataset.productId = String(item.productId);
+    const heading = element("h3", "item-name", item.name);
+    heading.setAttribute("translate", "no");
+    node.append(heading);
+    const facts = element("p", "item-facts");
+    if (item.platform) {
+      facts.append(element("span", "item-platform", t("platform", { platform: item.platform })));
+    }
+    if (item.qty > 1) facts.append(element("span", "item-qty", t("quantity", { qty: item.qty })));
+    if (facts.childNodes.length) node.append(facts);
+    if (item.preorder) node.append(element("p", "item-preorder", item.preorder));
+    if (item.region) node.append(element("p", "item-region", item.region));
+    if (item.excluded) node.append(element("p", "item-excluded", item.excluded));
+    const steps = Array.isArray(item.steps) ? item.steps : [];
+    if (steps.length) {
+      node.append(element("h4", "item-steps-heading", t("howToActivate")));
+      const list = element("ol", "item-steps");
+      for (const step of steps) list.append(element("li", null, step));
+      node.append(list);
+    }
+    const url = safeHttpsUrl(item.redeemUrl);
+    if (url) {
+      // The platform's own page, opened only when clicked, in a new tab (said to screen
+      // readers too), and told nothing about this page (noopener noreferrer).
+      const link = element("a", "redeem", item.redeemLabel || url);
+      link.href = url;
+      link.target = "_blank";
+      link.rel = "noopener noreferrer";
+      link.append(element("span", "visually-hidden", ` ${t("newTab")}`));
+      const line = element("p", "item-redeem");
+      line.append(link);
+      node.append(line);
+    }
+    return node;
+  }
+
+  function safeHttpsUrl(value) {
+    if (typeof value !== "string" || !value) return null;
+    try {
+      const url = new URL(value);
+      return url.protocol === "https:" ? url.href : null;
+    } catch (_) {
+      return null;
+    }
+  }
+
+  function showItems(items) {
+    if (!Array.isArray(items)) return;
+    itemsById = new Map(items.filter(Boolean).map((item) => [String(item.productId), item]));
+    if (itemsShown || items.length === 0) return;
+    itemsShown = true;
+    ui.items.replaceChildren(...items.filter(Boolean).map(renderItem));
+    ui.itemsBox.hidden = false;
   }
 
   function schedulePoll(ms) {
@@ -273,10 +371,12 @@
     if (document.hidden) return; // resumed by visibilitychange
     let result;
     try {
-      result = await api(`/fulfillment/${encodeURIComponent(orderId)}/status`);
+      // What was bought comes in the page's language.
+      const lang = encodeURIComponent(LANG);
+      result = await api(`/fulfillment/${encodeURIComponent(orderId)}/status?lang=${lang}`);
     } catch (_) {
       const wait = backoff();
-      showError(`${MESSAGES.network} Retrying in ${Math.ceil(wait / 1000)} s.`);
+      showError(`${t("network")} ${tn("retryingIn", Math.ceil(wait / 1000))}`);
       schedulePoll(wait);
       return;
     }
@@ -286,13 +386,15 @@
         break;
       case 401:
         forgetToken(storageKey);
-        stop("error", MESSAGES[401]);
-        say("This link cannot open the order.");
+        stop("error", t("unauthorized"));
+        setPhase("link-invalid");
+        say(t("cannotOpenOrder"));
         offerRecovery();
         return;
       case 404:
-        stop("error", MESSAGES[404]);
-        say("Order not found.");
+        stop("error", t("notFound"));
+        setPhase("not-found");
+        say(t("orderNotFound"));
         return;
       case 429: {
         const seconds = result.retryAfter ?? Math.ceil(backoff() / 1000);
@@ -301,32 +403,37 @@
       }
       default: {
         const wait = backoff();
-        showError(`${MESSAGES.server} Retrying in ${Math.ceil(wait / 1000)} s.`);
+        showError(`${t("server")} ${tn("retryingIn", Math.ceil(wait / 1000))}`);
         schedulePoll(wait);
         return;
       }
     }
     if (!result.body || typeof result.body !== "object") {
-      showError(MESSAGES.server);
+      showError(t("server"));
       schedulePoll(backoff());
       return;
     }
     clearError();
-    const { state, text } = describe(result.body);
+    const { state, phase, text } = describe(result.body);
     ui.status.dataset.orderStatus = String(result.body.orderStatus || "");
     ui.status.dataset.fulfillmentStatus = String(result.body.fulfillmentStatus || "");
+    showItems(result.body.items);
     say(text);
+    setPhase(phase);
     if (state === "ready") {
       stopped = true;
       setState("ready");
+      ui.revealBox.hidden = false;
       ui.reveal.disabled = false;
-    } else if (state === "failed") {
-      stopped = true;
-      setState("failed");
+    } else if (state === "failed" || state === "attention") {
+      stopped = state === "failed";
+      setState(state);
       ui.reveal.disabled = true;
       ui.revealBox.hidden = true;
+      if (!stopped) schedulePoll(backoff());
     } else {
       setState("waiting");
+      ui.revealBox.hidden = false;
       schedulePoll(backoff());
     }
   }
@@ -344,16 +451,16 @@
 
   async function openKey(canonicalOrderId, entry) {
     if (entry.algorithm !== "AES-256-GCM") {
-      throw new KeyError("This key uses an encryption this page does not know.");
+      throw new KeyError(t("unknownAlgorithm"));
     }
     let url;
     try {
       url = new URL(entry.signedUrl, location.href);
     } catch (_) {
-      throw new KeyError("The download address of this key is not valid.");
+      throw new KeyError(t("badAddress"));
     }
     if (url.protocol !== "https:" && url.protocol !== "http:") {
-      throw new KeyError("The download address of this key is not valid.");
+      throw new KeyError(t("badAddress"));
     }
     let response;
     try {
@@ -364,18 +471,18 @@
         mode: "cors",
       });
     } catch (_) {
-      throw new KeyError("The key could not be downloaded (network problem). Press Reveal to try again.");
+      throw new KeyError(t("downloadNetwork"));
     }
     if (!response.ok) {
       throw new KeyError(
         response.status === 403
-          ? "The download link has expired. Press Reveal to get a new one."
-          : `The key could not be downloaded (HTTP ${response.status}). Press Reveal to try again.`,
+          ? t("linkExpired")
+          : t("downloadHttp", { status: response.status }),
       );
     }
     const blob = new Uint8Array(await response.arrayBuffer());
     if (blob.length < 1 + NONCE_BYTES + TAG_BYTES || blob[0] !== FORMAT_VERSION) {
-      throw new KeyError("The downloaded key is damaged or in an unknown format.");
+      throw new KeyError(t("damaged"));
     }
     let raw;
     try {
@@ -383,7 +490,7 @@
     } catch (_) {
       raw = new Uint8Array(0);
     }
-    if (raw.length !== 32) throw new KeyError("The key's decryption key is not valid.");
+    if (raw.length !== 32) throw new KeyError(t("badDataKey"));
     let plain;
     try {
       const key = await crypto.subtle.importKey("raw", raw, { name: "AES-GCM" }, false, ["decrypt"]);
@@ -398,7 +505,7 @@
         blob.subarray(1 + NONCE_BYTES),
       );
     } catch (_) {
-      throw new KeyError("This key could not be decrypted. Please contact support.");
+      throw new KeyError(t("undecryptable"));
     } finally {
       raw.fill(0);
     }
@@ -420,10 +527,10 @@
     try {
       if (!navigator.clipboard || !navigator.clipboard.writeText) throw new Error("no clipboard");
       await navigator.clipboard.writeText(text);
-      button.textContent = "Copied";
-      say(`${label} copied to the clipboard.`);
+      button.textContent = t("copied");
+      say(t("copiedStatus", { label }));
       setTimeout(() => {
-        button.textContent = "Copy";
+        button.textContent = t("copy");
       }, 2000);
     } catch (_) {
       const range = document.createRange();
@@ -431,17 +538,38 @@
       const selection = window.getSelection();
       selection.removeAllRanges();
       selection.addRange(range);
-      say(`${label} is selected: press Ctrl+C (or ⌘+C) to copy it.`);
+      say(t("selectedStatus", { label }));
     }
   }
 
-  function renderKey(index, entry, plain, failure) {
+  // Each key is named for its product ("Stardew Valley (Steam)", with "key 2 of 3" when the
+  // order has several of it); a key of no known product is "Key n".
+  function keyLabels(entries) {
+    const totals = new Map();
+    for (const entry of entries) {
+      const id = String(entry.productId ?? "");
+      totals.set(id, (totals.get(id) || 0) + 1);
+    }
+    const seen = new Map();
+    return entries.map((entry, index) => {
+      const item = itemsById.get(String(entry.productId ?? ""));
+      if (!item) return t("keyNumber", { i: index + 1 });
+      const id = String(entry.productId);
+      const i = (seen.get(id) || 0) + 1;
+      seen.set(id, i);
+      const product = productLabel(item);
+      return totals.get(id) > 1 ? t("keyOfProduct", { product, i, n: totals.get(id) }) : product;
+    });
+  }
+
+  function renderKey(index, name, entry, plain, failure) {
     const n = index + 1;
     const labelId = `key-${n}-label`;
     const type = mediaType(entry.contentType);
     const item = element("li", "key");
     item.dataset.keyId = String(entry.keyId);
-    const label = element("p", "key-label", `Key ${n}`);
+    if (entry.productId != null) item.dataset.productId = String(entry.productId);
+    const label = element("p", "key-label", name);
     label.id = labelId;
     item.append(label);
 
@@ -456,25 +584,28 @@
       try {
         text = new TextDecoder("utf-8", { fatal: true }).decode(plain);
       } catch (_) {
-        item.append(element("p", "key-error", "This key is not readable text. Please contact support."));
+        item.append(element("p", "key-error", t("notText")));
         return item;
       }
       plain.fill(0);
+      // A group named by the label: the key itself is plain text in a <code>, focusable so
+      // a keyboard user can select it (code may carry no name of its own).
       const row = element("div", "key-row");
+      row.setAttribute("role", "group");
+      row.setAttribute("aria-labelledby", labelId);
       const code = element("code", "key-text", text);
-      code.setAttribute("aria-labelledby", labelId);
       code.setAttribute("translate", "no");
       code.tabIndex = 0;
-      const copy = element("button", "button copy", "Copy");
+      const copy = element("button", "button copy", t("copy"));
       copy.type = "button";
-      copy.setAttribute("aria-label", `Copy key ${n}`);
-      copy.addEventListener("click", () => copyText(text, code, copy, `Key ${n}`));
+      copy.setAttribute("aria-label", t("copyLabel", { label: name }));
+      copy.addEventListener("click", () => copyText(text, code, copy, name));
       row.append(code, copy);
       item.append(row);
       return item;
     }
 
-    label.append(element("span", "key-type", "(image)"));
+    label.append(element("span", "key-type", t("image")));
     const blob = new Blob([plain], { type: IMAGE_TYPES.has(type) ? type : "application/octet-stream" });
     plain.fill(0);
     const url = URL.createObjectURL(blob);
@@ -482,15 +613,15 @@
     if (IMAGE_TYPES.has(type)) {
       const img = element("img", "key-image");
       img.src = url;
-      img.alt = `Key ${n}: an image of your key; use the Save button to keep a copy.`;
+      img.alt = t("imageAlt", { label: name });
       item.append(img);
     } else {
-      item.append(element("p", "hint", "This key is a file this page cannot show. Save it to open it."));
+      item.append(element("p", "hint", t("fileHint")));
     }
-    const save = element("a", "button", IMAGE_TYPES.has(type) ? "Save image" : "Save file");
+    const save = element("a", "button", IMAGE_TYPES.has(type) ? t("saveImage") : t("saveFile"));
     save.href = url;
     save.download = `bitloot-key-${n}${type === "image/png" ? ".png" : type === "image/jpeg" ? ".jpg" : ""}`;
-    save.setAttribute("aria-label", `Save key ${n}`);
+    save.setAttribute("aria-label", t("saveLabel", { label: name }));
     item.append(save);
     return item;
   }
@@ -508,7 +639,7 @@
     ui.reveal.setAttribute("aria-busy", "true");
     setState("revealing");
     clearError();
-    say("Getting your keys…");
+    say(t("gettingKeys"));
     try {
       await revealOnce();
     } finally {
@@ -522,8 +653,8 @@
       result = await api(`/fulfillment/${encodeURIComponent(orderId)}/download-link`);
     } catch (_) {
       setState("ready");
-      say("Your keys are ready to reveal.");
-      showError(`${MESSAGES.network} Press Reveal to try again.`);
+      say(t("readyToReveal"));
+      showError(`${t("network")} ${t("pressRevealAgain")}`);
       ui.reveal.disabled = false;
       return;
     }
@@ -532,17 +663,19 @@
         break;
       case 401:
         forgetToken(storageKey);
-        say("This link cannot open the order.");
-        stop("error", MESSAGES[401]);
+        say(t("cannotOpenOrder"));
+        stop("error", t("unauthorized"));
+        setPhase("link-invalid");
         offerRecovery();
         return;
       case 404:
-        say("Order not found.");
-        stop("error", MESSAGES[404]);
+        say(t("orderNotFound"));
+        stop("error", t("notFound"));
+        setPhase("not-found");
         return;
       case 409:
         setState("waiting");
-        say("Your keys are not ready yet. This page checks again by itself.");
+        say(t("notReadyYet"));
         stopped = false;
         pollDelay = POLL_FIRST_MS;
         schedulePoll(POLL_FIRST_MS);
@@ -550,15 +683,15 @@
       case 429: {
         const seconds = Math.max(result.retryAfter ?? 30, 1);
         setState("ready");
-        say("Your keys are ready to reveal.");
-        showError(`Too many attempts. Please try again in ${plural(seconds, "second", "seconds")}.`);
+        say(t("readyToReveal"));
+        showError(tn("tooManyAttempts", seconds));
         retryRevealIn(seconds);
         return;
       }
       default:
         setState("ready");
-        say("Your keys are ready to reveal.");
-        showError(MESSAGES.server);
+        say(t("readyToReveal"));
+        showError(t("server"));
         ui.reveal.disabled = false;
         return;
     }
@@ -567,7 +700,7 @@
     const entries = body && Array.isArray(body.keys) ? body.keys : null;
     if (!entries || typeof body.orderId !== "string" || body.orderId.toLowerCase() !== orderId) {
       setState("ready");
-      showError(MESSAGES.server);
+      showError(t("server"));
       ui.reveal.disabled = false;
       return;
     }
@@ -578,24 +711,27 @@
           (err) => ({
             entry,
             plain: null,
-            failure: err instanceof KeyError ? err.message : "This key could not be shown.",
+            failure: err instanceof KeyError ? err.message : t("notShown"),
           }),
         ),
       ),
     );
     for (const url of blobUrls.splice(0)) URL.revokeObjectURL(url);
-    ui.keys.replaceChildren(...opened.map((o, i) => renderKey(i, o.entry, o.plain, o.failure)));
+    const names = keyLabels(opened.map((o) => o.entry));
+    ui.keys.replaceChildren(
+      ...opened.map((o, i) => renderKey(i, names[i], o.entry, o.plain, o.failure)),
+    );
     ui.keysBox.hidden = false;
 
     const failed = opened.filter((o) => o.failure).length;
     if (failed === 0) {
       setState("revealed");
-      say(`Here ${entries.length === 1 ? "is your key" : `are your ${entries.length} keys`}.`);
+      say(entries.length === 1 ? t("hereIsKey") : tn("hereAreKeys", entries.length));
       ui.revealBox.hidden = true;
     } else {
       setState(failed === opened.length ? "error" : "revealed");
-      say(`${plural(opened.length - failed, "key is", "keys are")} shown below.`);
-      showError(`${plural(failed, "key", "keys")} could not be shown; see below.`);
+      say(tn("keysShown", opened.length - failed));
+      showError(tn("keysFailed", failed));
       ui.reveal.disabled = false;
     }
     $("keys-heading").focus();
@@ -610,24 +746,23 @@
   ui.recoverForm.addEventListener("submit", requestRecovery);
 
   if (!UUID.test(orderId)) {
-    stop("error", "This link is not complete. Open the link from your email again.");
-    say("This link cannot open an order.");
+    stop("error", t("incompleteLink"));
+    setPhase("link-incomplete");
+    say(t("cannotOpenAnyOrder"));
     offerRecovery();
     return;
   }
   ui.orderId.textContent = orderId;
   if (!window.isSecureContext || !window.crypto || !crypto.subtle) {
-    stop("error", MESSAGES.insecure);
-    say("This page cannot reveal keys here.");
+    stop("error", t("insecure"));
+    setPhase("insecure");
+    say(t("cannotRevealHere"));
     return;
   }
   if (!token) {
-    stop(
-      "error",
-      "This link is missing its access code. Open the link from your email again " +
-        "(the whole link, including the part after #), or get a new link below.",
-    );
-    say("This link cannot open the order.");
+    stop("error", t("missingToken"));
+    setPhase("link-incomplete");
+    say(t("cannotOpenOrder"));
     offerRecovery();
     return;
   }
