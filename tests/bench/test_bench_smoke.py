@@ -87,6 +87,7 @@ def test_bench_pipeline_smoke(data_dir: Path) -> None:
     result = run_bench(
         "pipeline", "--orders", "5", "--workers", "1", "--concurrency", "4",
         "--noop-jobs", "100", "--warmup", "2", "--light-rate", "10", "--light-seconds", "0.5",
+        "--half-seconds", "0.5",
         data_dir=data_dir,
     )  # fmt: skip
     assert result["benchmark"] == "pipeline"
@@ -96,4 +97,7 @@ def test_bench_pipeline_smoke(data_dir: Path) -> None:
     assert result["orders_per_s"] > 0 and result["noop_jobs_per_s"] > 0
     assert {"p50_ms", "p99_ms"} <= result["burst"]["time_to_key"].keys()
     assert result["light_p50_ms"] is not None
+    assert result["half_peak"]["fulfilled"] == result["half_peak"]["orders"] >= 1
+    assert result["half_peak"]["rate"] == round(result["orders_per_s"] / 2, 1)
+    assert result["half_peak_target_p99_ms"] == 250.0
     assert {"server", "worker"} <= result["peak_rss_mib"].keys()
