@@ -43,7 +43,8 @@ async def queue_delivery_email(conn: Conn, order_id: uuid.UUID) -> int:
     to_address = await outbox.order_email(conn, order_id)
     outbox_id = await outbox.create_delivery_email(conn, order_id, to_address)
     await _defer(conn, outbox_id)
-    log.info("email.queued", outbox_id=outbox_id, order_id=str(order_id), resend=False)
+    # Debug only: the caller's `fulfillment.fulfilled` line names the outbox row.
+    log.debug("email.queued", outbox_id=outbox_id, order_id=str(order_id), resend=False)
     return outbox_id
 
 

@@ -12,10 +12,15 @@ WITH started AS (
 )
 UPDATE kinguin_orders SET polls = 0 WHERE order_id IN (SELECT id FROM started);
 
--- name: payment_evidence
+-- name: payment_evidence_unless_bought
 -- What proves the order is paid ('payment <id>' or 'acceptance <id>'), NULL when nothing
--- does: the rule of the orders trigger (migration 0012), asked again before buying.
-SELECT bitloot_payment_evidence(%(order_id)s);
+-- does: the rule of the orders trigger (migration 0012), asked again before buying, so only
+-- while no Kinguin order is recorded (once one is, the keys are collected whatever happens
+-- to the payment: the refund path takes over); `bought` says which case this is.
+SELECT k.order_id IS NOT NULL AS bought,
+       CASE WHEN k.order_id IS NULL THEN bitloot_payment_evidence(%(order_id)s) END AS evidence
+  FROM (SELECT 1) AS one
+  LEFT JOIN kinguin_orders k ON k.order_id = %(order_id)s;
 
 -- name: order_lines
 SELECT i.product_id, i.qty, i.max_cost, p.text_only, p.name

@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import class_row
 
+from bitloot.db.connect import set_actor
 from bitloot.db.queries import QuerySet
 
 Q = QuerySet("bitloot.fulfillment")
@@ -63,6 +64,46 @@ class StoredKey:
     master_key_id: str
 
 
+@dataclass(frozen=True)
+class PassStart:
+    """What one fulfillment pass reads under the order's row lock before it decides."""
+
+    state: OrderState | None
+    recorded: KinguinOrderRow | None
+    evidence: str | None  # asked only while nothing is bought (None then means: no proof)
+    lines: list[OrderLine]
+
+
+async def begin_pass(conn: Conn, order_id: uuid.UUID, actor: str) -> PassStart:
+    """Name the actor, lock the order and read what a pass needs, in one round trip.
+
+    The statements go out together in a psycopg pipeline and run in order, so every read
+    after the lock sees the order as locked (READ COMMITTED: each statement takes a new
+    snapshot). The caller holds the transaction (and may keep the pipeline open for the
+    writes that follow)."""
+    params = {"order_id": order_id}
+    async with conn.pipeline():
+        await set_actor(conn, actor)
+        lock = conn.cursor(row_factory=class_row(OrderState))
+        recorded = conn.cursor(row_factory=class_row(KinguinOrderRow))
+        evidence = conn.cursor()
+        lines = conn.cursor(row_factory=class_row(OrderLine))
+        await lock.execute(Q["lock_order"], params)
+        await recorded.execute(Q["kinguin_order_for"], params)
+        await evidence.execute(Q["payment_evidence_unless_bought"], params)
+        await lines.execute(Q["order_lines"], params)
+        state = await lock.fetchone()
+        kinguin_order = await recorded.fetchone()
+        proof = await evidence.fetchone()
+        order_lines = await lines.fetchall()
+    return PassStart(
+        state=state,
+        recorded=kinguin_order,
+        evidence=None if proof is None else proof[1],
+        lines=order_lines,
+    )
+
+
 async def lock_order(conn: Conn, order_id: uuid.UUID) -> OrderState | None:
     """The order under `FOR UPDATE`, so one transaction at a time decides its fulfillment."""
     async with conn.cursor(row_factory=class_row(OrderState)) as cur:
@@ -75,23 +116,9 @@ async def start_processing(conn: Conn, order_id: uuid.UUID) -> None:
     await conn.execute(Q["start_processing"], {"order_id": order_id})
 
 
-async def order_lines(conn: Conn, order_id: uuid.UUID) -> list[OrderLine]:
-    """The products to buy."""
-    async with conn.cursor(row_factory=class_row(OrderLine)) as cur:
-        await cur.execute(Q["order_lines"], {"order_id": order_id})
-        return await cur.fetchall()
-
-
 async def mark_placement_started(conn: Conn, order_id: uuid.UUID) -> None:
     """Remember, before buying, that a Kinguin order may exist from now on."""
     await conn.execute(Q["mark_placement_started"], {"order_id": order_id})
-
-
-async def kinguin_order_for(conn: Conn, order_id: uuid.UUID) -> KinguinOrderRow | None:
-    """The Kinguin order recorded for this order, if any."""
-    async with conn.cursor(row_factory=class_row(KinguinOrderRow)) as cur:
-        await cur.execute(Q["kinguin_order_for"], {"order_id": order_id})
-        return await cur.fetchone()
 
 
 async def record_kinguin_order(
@@ -250,14 +277,6 @@ async def stuck_paid_orders(conn: Conn, minutes: int, limit: int) -> list[StuckO
     async with conn.cursor(row_factory=class_row(StuckOrder)) as cur:
         await cur.execute(Q["stuck_paid_orders"], {"minutes": minutes, "limit": limit})
         return await cur.fetchall()
-
-
-async def payment_evidence(conn: Conn, order_id: uuid.UUID) -> str | None:
-    """What proves the order paid (`bitloot_payment_evidence`): 'payment <id>',
-    'acceptance <id>', or None when nothing does."""
-    cur = await conn.execute(Q["payment_evidence"], {"order_id": order_id})
-    row = await cur.fetchone()
-    return None if row is None else row[0]
 
 
 async def expire_keys(conn: Conn) -> int:
