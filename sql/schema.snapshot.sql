@@ -649,6 +649,61 @@ $$;
 
 COMMENT ON FUNCTION public.bitloot_kinguin_orders_guard() IS 'kinguin_orders: order_id, kinguin_order_id and created_at never change, payment_price once known never changes; a canceled order may only become refunded, a refunded one nothing else (BL005). polls is a counter that a retry resets.';
 
+CREATE TABLE public.order_items (
+    order_id uuid NOT NULL,
+    product_id text NOT NULL,
+    qty integer NOT NULL,
+    unit_price numeric(12,2) NOT NULL,
+    max_cost numeric(12,2) NOT NULL,
+    name text NOT NULL,
+    platform text,
+    regional_limitations text,
+    excluded_countries text[] DEFAULT '{}'::text[] NOT NULL,
+    image_url text,
+    is_preorder boolean DEFAULT false NOT NULL,
+    release_date date,
+    CONSTRAINT order_items_excluded_countries_check CHECK (public.bitloot_country_codes_valid(excluded_countries)),
+    CONSTRAINT order_items_image_url_check CHECK (((image_url ~ '^https://[^\s"<>]+$'::text) AND (length(image_url) <= 2000))),
+    CONSTRAINT order_items_max_cost_check CHECK ((max_cost > (0)::numeric)),
+    CONSTRAINT order_items_name_check CHECK (((length(name) >= 1) AND (length(name) <= 200))),
+    CONSTRAINT order_items_platform_check CHECK (((length(platform) >= 1) AND (length(platform) <= 100))),
+    CONSTRAINT order_items_qty_check CHECK (((qty >= 1) AND (qty <= 9))),
+    CONSTRAINT order_items_regional_limitations_check CHECK (((length(regional_limitations) >= 1) AND (length(regional_limitations) <= 200))),
+    CONSTRAINT order_items_unit_price_check CHECK ((unit_price > (0)::numeric))
+);
+
+COMMENT ON TABLE public.order_items IS 'The products of an order with the price charged and the most we pay Kinguin, both copied from products when the order was made.';
+
+COMMENT ON COLUMN public.order_items.order_id IS 'The order.';
+
+COMMENT ON COLUMN public.order_items.product_id IS 'The product (products.product_id, the Kinguin productId).';
+
+COMMENT ON COLUMN public.order_items.qty IS 'How many keys of it (1 to 9).';
+
+COMMENT ON COLUMN public.order_items.unit_price IS 'The price charged per unit, in orders.currency, copied from products.';
+
+COMMENT ON COLUMN public.order_items.max_cost IS 'The most (EUR) we pay Kinguin per unit, copied from products.';
+
+COMMENT ON COLUMN public.order_items.name IS 'The product name shown to the customer when the order was made (copied from products).';
+
+COMMENT ON COLUMN public.order_items.platform IS 'products.platform when the order was made: the activation steps shown to the customer.';
+
+COMMENT ON COLUMN public.order_items.regional_limitations IS 'products.regional_limitations when the order was made: where the customer was told the key works.';
+
+COMMENT ON COLUMN public.order_items.excluded_countries IS 'products.excluded_countries when the order was made: where the customer was told the key will not activate.';
+
+COMMENT ON COLUMN public.order_items.image_url IS 'products.image_url when the order was made.';
+
+COMMENT ON COLUMN public.order_items.is_preorder IS 'products.is_preorder when the order was made: the customer was told the key comes on release.';
+
+COMMENT ON COLUMN public.order_items.release_date IS 'products.release_date when the order was made.';
+
+CREATE FUNCTION public.bitloot_order_items_json(p_order_id uuid) RETURNS json
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN COALESCE((SELECT json_agg(json_build_object('productId', i.product_id, 'name', i.name, 'qty', i.qty, 'unitPrice', (i.unit_price)::text, 'platform', i.platform, 'regionalLimitations', i.regional_limitations, 'excludedCountries', i.excluded_countries, 'imageUrl', i.image_url, 'isPreorder', i.is_preorder, 'releaseDate', i.release_date) ORDER BY i.product_id) AS json_agg FROM public.order_items i WHERE (i.order_id = bitloot_order_items_json.p_order_id)), '[]'::json);
+
+COMMENT ON FUNCTION public.bitloot_order_items_json(p_order_id uuid) IS 'The order''s lines as the orders API returns them (OrderItemOut: the snapshot copied at POST /orders, with the price charged), ordered by product id; [] when none.';
+
 CREATE FUNCTION public.bitloot_order_visible(order_id uuid, order_user_id text, is_admin boolean, user_id text, token_order_id uuid) RETURNS boolean
     LANGUAGE sql IMMUTABLE
     AS $$
@@ -2687,55 +2742,6 @@ COMMENT ON COLUMN public.order_idempotency_keys.request_fingerprint IS 'SHA-256 
 COMMENT ON COLUMN public.order_idempotency_keys.order_id IS 'The order the key made.';
 
 COMMENT ON COLUMN public.order_idempotency_keys.created_at IS 'When the key made its order; 24 hours later it no longer protects a retry.';
-
-CREATE TABLE public.order_items (
-    order_id uuid NOT NULL,
-    product_id text NOT NULL,
-    qty integer NOT NULL,
-    unit_price numeric(12,2) NOT NULL,
-    max_cost numeric(12,2) NOT NULL,
-    name text NOT NULL,
-    platform text,
-    regional_limitations text,
-    excluded_countries text[] DEFAULT '{}'::text[] NOT NULL,
-    image_url text,
-    is_preorder boolean DEFAULT false NOT NULL,
-    release_date date,
-    CONSTRAINT order_items_excluded_countries_check CHECK (public.bitloot_country_codes_valid(excluded_countries)),
-    CONSTRAINT order_items_image_url_check CHECK (((image_url ~ '^https://[^\s"<>]+$'::text) AND (length(image_url) <= 2000))),
-    CONSTRAINT order_items_max_cost_check CHECK ((max_cost > (0)::numeric)),
-    CONSTRAINT order_items_name_check CHECK (((length(name) >= 1) AND (length(name) <= 200))),
-    CONSTRAINT order_items_platform_check CHECK (((length(platform) >= 1) AND (length(platform) <= 100))),
-    CONSTRAINT order_items_qty_check CHECK (((qty >= 1) AND (qty <= 9))),
-    CONSTRAINT order_items_regional_limitations_check CHECK (((length(regional_limitations) >= 1) AND (length(regional_limitations) <= 200))),
-    CONSTRAINT order_items_unit_price_check CHECK ((unit_price > (0)::numeric))
-);
-
-COMMENT ON TABLE public.order_items IS 'The products of an order with the price charged and the most we pay Kinguin, both copied from products when the order was made.';
-
-COMMENT ON COLUMN public.order_items.order_id IS 'The order.';
-
-COMMENT ON COLUMN public.order_items.product_id IS 'The product (products.product_id, the Kinguin productId).';
-
-COMMENT ON COLUMN public.order_items.qty IS 'How many keys of it (1 to 9).';
-
-COMMENT ON COLUMN public.order_items.unit_price IS 'The price charged per unit, in orders.currency, copied from products.';
-
-COMMENT ON COLUMN public.order_items.max_cost IS 'The most (EUR) we pay Kinguin per unit, copied from products.';
-
-COMMENT ON COLUMN public.order_items.name IS 'The product name shown to the customer when the order was made (copied from products).';
-
-COMMENT ON COLUMN public.order_items.platform IS 'products.platform when the order was made: the activation steps shown to the customer.';
-
-COMMENT ON COLUMN public.order_items.regional_limitations IS 'products.regional_limitations when the order was made: where the customer was told the key works.';
-
-COMMENT ON COLUMN public.order_items.excluded_countries IS 'products.excluded_countries when the order was made: where the customer was told the key will not activate.';
-
-COMMENT ON COLUMN public.order_items.image_url IS 'products.image_url when the order was made.';
-
-COMMENT ON COLUMN public.order_items.is_preorder IS 'products.is_preorder when the order was made: the customer was told the key comes on release.';
-
-COMMENT ON COLUMN public.order_items.release_date IS 'products.release_date when the order was made.';
 
 CREATE TABLE public.order_status_transitions (
     from_status text NOT NULL,

@@ -65,15 +65,7 @@ SELECT o.id, o.user_id, o.email, o.locale, o.currency, o.total_amount, o.status,
        o.fulfillment_status, o.status_reason, o.fulfillment_error, o.invoice_url,
        o.invoice_error, o.paid_at,
        o.fulfilled_at, o.created_at, o.updated_at,
-       coalesce((SELECT json_agg(json_build_object(
-                    'productId', i.product_id, 'name', i.name, 'qty', i.qty,
-                    'unitPrice', i.unit_price::text, 'platform', i.platform,
-                    'regionalLimitations', i.regional_limitations,
-                    'excludedCountries', i.excluded_countries, 'imageUrl', i.image_url,
-                    'isPreorder', i.is_preorder, 'releaseDate', i.release_date)
-                    ORDER BY i.product_id)
-                   FROM order_items i
-                  WHERE i.order_id = o.id), '[]'::json) AS items
+       bitloot_order_items_json(o.id) AS items
   FROM orders o
  WHERE o.id = %(order_id)s
    AND bitloot_order_visible(o.id, o.user_id, %(is_admin)s, %(user_id)s, %(token_order_id)s);
@@ -99,15 +91,7 @@ RETURNING id;
 SELECT o.id, o.user_id, o.email, o.locale, o.currency, o.total_amount, o.status,
        o.fulfillment_status, o.status_reason, o.fulfillment_error, o.invoice_url, o.paid_at,
        o.fulfilled_at, o.created_at, o.updated_at,
-       coalesce((SELECT json_agg(json_build_object(
-                    'productId', i.product_id, 'name', i.name, 'qty', i.qty,
-                    'unitPrice', i.unit_price::text, 'platform', i.platform,
-                    'regionalLimitations', i.regional_limitations,
-                    'excludedCountries', i.excluded_countries, 'imageUrl', i.image_url,
-                    'isPreorder', i.is_preorder, 'releaseDate', i.release_date)
-                    ORDER BY i.product_id)
-                   FROM order_items i
-                  WHERE i.order_id = o.id), '[]'::json) AS items
+       bitloot_order_items_json(o.id) AS items
   FROM orders o
  WHERE o.user_id = %(user_id)s
    AND (o.created_at, o.id) < (%(after_created_at)s::timestamptz, %(after_id)s::uuid)
